@@ -1,0 +1,65 @@
+// swift-tools-version:6.1
+// Gallocy: a distributed shared memory engine. The layering (lower never imports higher) is
+// described in docs/architecture.md:
+//   C shims -> GallocyRaft (pure) -> GallocyCodec -> GallocyStorage / GallocyStateMachine
+//   -> GallocyRuntime -> Gallocy (engine) -> gallocy (tool)
+import PackageDescription
+
+let package = Package(
+    name: "Gallocy",
+    products: [
+        .executable(name: "gallocy", targets: ["gallocy"]),
+        .library(name: "Gallocy", targets: ["Gallocy"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // C shims over the Debian libraries; each module map also carries its link line.
+        .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // The C runtime: fault handler and the few system helpers Swift cannot do safely.
+        .target(name: "CGallocyRuntime"),
+
+        // The pure Raft core: standard library only.
+        .target(name: "GallocyRaft"),
+        // Binary encodings (entries, messages, commands), checksums, page diffs.
+        .target(name: "GallocyCodec", dependencies: ["GallocyRaft", "CLZ4"]),
+        // LMDB wrapper and the Raft storage on it.
+        .target(name: "GallocyStorage", dependencies: ["CLMDB", "GallocyCodec", "GallocyRaft"]),
+        // The deterministic state machine: SQLite page table, allocator, locks, heap image.
+        .target(name: "GallocyStateMachine", dependencies: ["CSQLite", "GallocyCodec"]),
+        // The shared heap of a process: mappings, fault service, twins, release/acquire.
+        .target(name: "GallocyRuntime", dependencies: ["CGallocyRuntime", "GallocyStateMachine", "GallocyCodec"]),
+        // The engine: a member, wiring Raft to storage, transport, state machine and heap.
+        .target(
+            name: "Gallocy",
+            dependencies: ["GallocyRaft", "GallocyCodec", "GallocyStorage", "GallocyStateMachine", "GallocyRuntime"]
+        ),
+        // The command-line tool: argument parsing and printing only.
+        .executableTarget(
+            name: "gallocy",
+            dependencies: [
+                "Gallocy", "GallocyRaft", "GallocyCodec", "GallocyStorage", "GallocyStateMachine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .testTarget(name: "GallocyRaftTests", dependencies: ["GallocyRaft"]),
+        .testTarget(name: "GallocyCodecTests", dependencies: ["GallocyCodec", "GallocyRaft"]),
+        .testTarget(
+            name: "GallocyStorageTests",
+            dependencies: ["GallocyStorage", "GallocyCodec", "GallocyRaft", "gallocy"]
+        ),
+        .testTarget(name: "GallocyStateMachineTests", dependencies: ["GallocyStateMachine", "GallocyCodec"]),
+    ]
+)
+
+for target in package.targets where target.type != .system {
+    guard target.type != .regular || !target.name.hasPrefix("C") else { continue }
+    var settings = target.swiftSettings ?? []
+    settings.append(.enableUpcomingFeature("ExistentialAny"))
+    settings.append(.enableUpcomingFeature("MemberImportVisibility"))
+    target.swiftSettings = settings
+}

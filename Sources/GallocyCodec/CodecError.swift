@@ -1,0 +1,31 @@
+/// Why a byte string could not be decoded. Decoders never trust their input: every length is
+/// checked against what remains before anything is allocated.
+public struct CodecError: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Code: String, Sendable, Hashable {
+        /// The input ended before the structure did.
+        case truncated
+        /// The stored checksum does not match the bytes.
+        case checksumMismatch
+        /// A format version this build does not know.
+        case unknownVersion
+        /// A tag (entry kind, message type, command) this build does not know.
+        case unknownTag
+        /// A length or count larger than the input or than the format allows.
+        case lengthOutOfRange
+        /// Bytes left over after the structure ended.
+        case trailingBytes
+        /// A value that is well-formed but not allowed (a string that is not UTF-8, a diff that
+        /// writes past its page, compressed data that does not decompress).
+        case invalidValue
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+}

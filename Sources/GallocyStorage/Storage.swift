@@ -1,0 +1,3 @@
+import CLMDB
+import GallocyCodec
+import GallocyRaft
