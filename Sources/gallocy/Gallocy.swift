@@ -6,6 +6,7 @@ struct GallocyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gallocy",
         abstract: "A distributed shared memory engine: one heap, at the same addresses on every member.",
-        version: GallocyVersion.string
+        version: GallocyVersion.string,
+        subcommands: [BenchCommand.self, SimCommand.self, InternalCommand.self]
     )
 }

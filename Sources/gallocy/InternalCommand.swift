@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// `gallocy internal ...`: helpers that the test suite runs as child processes. Hidden from help.
+struct InternalCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "internal",
+        abstract: "Child processes for the test suite.",
+        shouldDisplay: false,
+        subcommands: []
+    )
+}
