@@ -69,8 +69,15 @@ public struct ByteReader {
     /// (assuming each element takes at least `minimumElementSize` bytes).
     public mutating func readCount(_ what: @autoclosure () -> String, limit: Int, minimumElementSize: Int = 1) throws(CodecError) -> Int {
         let raw = try readVarint(what())
-        guard raw <= UInt64(limit), Int(raw) * max(minimumElementSize, 0) <= remaining else {
-            throw CodecError(.lengthOutOfRange, "\(what()) is \(raw), more than the \(min(limit, remaining / max(minimumElementSize, 1))) possible at offset \(offset)")
+        // `raw <= limit` makes the conversion safe; the multiplication is checked because a
+        // hostile count times an element size can overflow even when the count fits an Int.
+        let elementSize = max(minimumElementSize, 0)
+        guard raw <= UInt64(max(limit, 0)) else {
+            throw CodecError(.lengthOutOfRange, "\(what()) is \(raw), more than the limit of \(limit) at offset \(offset)")
+        }
+        let (needed, overflow) = Int(raw).multipliedReportingOverflow(by: elementSize)
+        guard !overflow, needed <= remaining else {
+            throw CodecError(.lengthOutOfRange, "\(what()) is \(raw), more than the \(remaining / max(elementSize, 1)) that \(remaining) remaining bytes can hold at offset \(offset)")
         }
         return Int(raw)
     }
@@ -94,6 +101,14 @@ public struct ByteReader {
         try need(count, what())
         defer { offset += count }
         return Array(bytes[offset..<offset + count])
+    }
+
+    /// Reads exactly `count` bytes with no length prefix and no copy: the result points into the
+    /// reader's buffer and is valid as long as that buffer is.
+    public mutating func readSlice(_ count: Int, _ what: @autoclosure () -> String = "bytes") throws(CodecError) -> UnsafeRawBufferPointer {
+        try need(count, what())
+        defer { offset += count }
+        return UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + count])
     }
 
     /// Fails unless every byte was consumed.

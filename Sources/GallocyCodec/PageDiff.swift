@@ -1,8 +1,17 @@
+import CLZ4
+
 /// The changed bytes of one page against its twin (the copy taken before the first write),
 /// LZ4-compressed. Applying it to any copy of the page overwrites exactly the bytes the writer
 /// changed, so concurrent writers of different bytes of one page do not undo each other.
 ///
-/// The encoding of `compressed` is described in docs/storage.md.
+/// Uncompressed, a diff is a run list, run after run until `rawLength` bytes are consumed:
+///
+///     varint gap (equal bytes since the end of the previous run; the first run counts from 0)
+///     varint length (at least 1) | length bytes (the new contents)
+///
+/// `compressed` is that run list compressed with `LZ4_compress_default`; an empty diff (no runs)
+/// has `rawLength` 0 and no compressed bytes. The format is described in docs/formats.md; it is
+/// pinned by `CommandCodec.version`, since diffs only travel inside commands.
 public struct PageDiff: Sendable, Hashable {
     /// The LZ4-compressed run list.
     public var compressed: [UInt8]
@@ -12,5 +21,216 @@ public struct PageDiff: Sendable, Hashable {
     public init(compressed: [UInt8], rawLength: UInt32) {
         self.compressed = compressed
         self.rawLength = rawLength
+    }
+
+    /// Runs of differing bytes that are separated by fewer equal bytes than this are merged into
+    /// one run: a run header costs 2 to 6 bytes, and LZ4 compresses the copied equal bytes well.
+    package static let mergeGap = 8
+
+    /// The largest page a diff may describe (2 MiB, a huge page).
+    public static let maxPageSize = 1 << 21
+
+    /// The empty diff: it changes nothing.
+    public static let empty = PageDiff(compressed: [], rawLength: 0)
+
+    /// True if the diff writes no bytes.
+    public var isEmpty: Bool { rawLength == 0 }
+
+    /// The largest run list a page of `pageSize` bytes can need: every other byte a run of its own
+    /// (a write of scattered single bytes), each with the largest headers such a page can produce.
+    /// Decoders refuse larger `rawLength`s before allocating anything.
+    public static func rawLengthLimit(pageSize: Int) -> Int {
+        let size = max(0, min(pageSize, maxPageSize))
+        return size + (size / 2 + 1) * 2 * varintLength(UInt64(size))
+    }
+
+    /// The largest `compressed` a diff of a page of at most `maxPageSize` bytes can have.
+    public static let maxCompressedLength = Int(LZ4_compressBound(Int32(rawLengthLimit(pageSize: maxPageSize))))
+
+    /// One run: `bytes` written at byte `offset` of the page.
+    public struct Run: Sendable, Hashable {
+        public var offset: Int
+        public var bytes: [UInt8]
+
+        public init(offset: Int, bytes: [UInt8]) {
+            self.offset = offset
+            self.bytes = bytes
+        }
+    }
+}
+
+// MARK: - Making diffs
+
+extension PageDiff {
+    /// The diff that turns `twin` into `page`: the runs of bytes that differ (runs closer than
+    /// `mergeGap` equal bytes merged), LZ4-compressed. Both buffers must have the same size, at
+    /// most `maxPageSize` bytes (these come from the runtime, not from the wire).
+    ///
+    /// Equal regions are skipped eight bytes at a time.
+    public static func make(twin: UnsafeRawBufferPointer, page: UnsafeRawBufferPointer) -> PageDiff {
+        precondition(twin.count == page.count, "PageDiff.make: twin has \(twin.count) bytes, page \(page.count)")
+        precondition(page.count <= maxPageSize, "PageDiff.make: page of \(page.count) bytes exceeds \(maxPageSize)")
+        let count = page.count
+        guard count > 0, let twinBase = twin.baseAddress, let pageBase = page.baseAddress else { return .empty }
+        // Runs are at least `mergeGap` apart, so the run list fits in the page plus one header
+        // per `mergeGap + 1` bytes; the write bound below is larger and keeps one formula.
+        let capacity = rawLengthLimit(pageSize: count)
+        return withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 8) { raw in
+            var writer = RunListWriter(base: raw.baseAddress.unsafelyUnwrapped, capacity: capacity)
+            var runStart = -1
+            var lastDiff = -1
+            var i = 0
+            while i + 8 <= count {
+                let x = twinBase.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                    ^ pageBase.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                if x == 0 {
+                    // Eight equal bytes after the last difference: the open run ends.
+                    if runStart >= 0 {
+                        writer.append(run: runStart..<lastDiff + 1, from: pageBase)
+                        runStart = -1
+                    }
+                    i += 8
+                    continue
+                }
+                // Loads are little-endian on every platform Swift runs Gallocy on (x86-64, arm64):
+                // the lowest set byte of `x` is the first differing byte.
+                let first = i + x.littleEndian.trailingZeroBitCount >> 3
+                let last = i + (63 - x.littleEndian.leadingZeroBitCount) >> 3
+                if runStart < 0 {
+                    runStart = first
+                } else if first - (lastDiff + 1) >= mergeGap {
+                    writer.append(run: runStart..<lastDiff + 1, from: pageBase)
+                    runStart = first
+                }
+                lastDiff = last
+                i += 8
+            }
+            while i < count {
+                if twinBase.load(fromByteOffset: i, as: UInt8.self) != pageBase.load(fromByteOffset: i, as: UInt8.self) {
+                    if runStart < 0 {
+                        runStart = i
+                    } else if i - (lastDiff + 1) >= mergeGap {
+                        writer.append(run: runStart..<lastDiff + 1, from: pageBase)
+                        runStart = i
+                    }
+                    lastDiff = i
+                }
+                i += 1
+            }
+            if runStart >= 0 { writer.append(run: runStart..<lastDiff + 1, from: pageBase) }
+            return compress(UnsafeRawBufferPointer(start: raw.baseAddress, count: writer.count))
+        }
+    }
+
+    /// A diff that writes `bytes` at `offset`, every byte of them, also those equal to what the
+    /// page holds now (a client's write of raw bytes, as opposed to a diff against a twin).
+    /// Whether the run fits the page is checked when the diff is applied.
+    public init(writing bytes: UnsafeRawBufferPointer, atOffset offset: Int) {
+        precondition(offset >= 0 && bytes.count <= PageDiff.maxPageSize, "PageDiff(writing:) offset \(offset), \(bytes.count) bytes")
+        guard bytes.count > 0, let base = bytes.baseAddress else {
+            self = .empty
+            return
+        }
+        let capacity = 2 * 10 + bytes.count
+        self = withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 8) { raw in
+            var writer = RunListWriter(base: raw.baseAddress.unsafelyUnwrapped, capacity: capacity)
+            writer.append(gap: offset, bytes: UnsafeRawBufferPointer(start: base, count: bytes.count))
+            return PageDiff.compress(UnsafeRawBufferPointer(start: raw.baseAddress, count: writer.count))
+        }
+    }
+
+    /// A diff that writes `bytes` at `offset` (see `init(writing:atOffset:)`).
+    public init(writing bytes: [UInt8], atOffset offset: Int) {
+        self = bytes.withUnsafeBytes { PageDiff(writing: $0, atOffset: offset) }
+    }
+
+    /// A diff that writes every byte of `runs`. Runs must be in offset order and must not
+    /// overlap (runs that touch are joined); empty runs are dropped.
+    public static func fromRuns(_ runs: some Sequence<Run>) throws(CodecError) -> PageDiff {
+        var joined: [Run] = []
+        for run in runs where !run.bytes.isEmpty {
+            guard run.offset >= 0, run.bytes.count <= maxPageSize, run.offset <= maxPageSize - run.bytes.count else {
+                throw CodecError(.invalidValue, "run at offset \(run.offset) of \(run.bytes.count) bytes leaves the largest page (\(maxPageSize) bytes)")
+            }
+            if let previous = joined.last {
+                let previousEnd = previous.offset + previous.bytes.count
+                guard run.offset >= previousEnd else {
+                    throw CodecError(.invalidValue, "run at offset \(run.offset) overlaps or precedes the run ending at \(previousEnd)")
+                }
+                if run.offset == previousEnd {
+                    joined[joined.count - 1].bytes.append(contentsOf: run.bytes)
+                    continue
+                }
+            }
+            joined.append(run)
+        }
+        guard !joined.isEmpty else { return .empty }
+        let capacity = joined.reduce(0) { $0 + $1.bytes.count + 20 }
+        return withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 8) { raw in
+            var writer = RunListWriter(base: raw.baseAddress.unsafelyUnwrapped, capacity: capacity)
+            var end = 0
+            for run in joined {
+                run.bytes.withUnsafeBytes { writer.append(gap: run.offset - end, bytes: $0) }
+                end = run.offset + run.bytes.count
+            }
+            return compress(UnsafeRawBufferPointer(start: raw.baseAddress, count: writer.count))
+        }
+    }
+
+    private static func compress(_ raw: UnsafeRawBufferPointer) -> PageDiff {
+        guard raw.count > 0, let source = raw.baseAddress else { return .empty }
+        let bound = Int(LZ4_compressBound(Int32(raw.count)))
+        let compressed = [UInt8](unsafeUninitializedCapacity: bound) { buffer, initialized in
+            let written = LZ4_compress_default(
+                source.assumingMemoryBound(to: CChar.self),
+                UnsafeMutableRawPointer(buffer.baseAddress.unsafelyUnwrapped).assumingMemoryBound(to: CChar.self),
+                Int32(raw.count), Int32(bound))
+            // LZ4 cannot fail with a destination of LZ4_compressBound bytes and a source this small.
+            precondition(written > 0, "LZ4_compress_default failed on \(raw.count) bytes")
+            initialized = Int(written)
+        }
+        return PageDiff(compressed: compressed, rawLength: UInt32(raw.count))
+    }
+
+    static func varintLength(_ value: UInt64) -> Int {
+        value == 0 ? 1 : (64 - value.leadingZeroBitCount + 6) / 7
+    }
+}
+
+/// Appends runs to a buffer sized by the caller for the worst case.
+private struct RunListWriter {
+    let base: UnsafeMutableRawPointer
+    let capacity: Int
+    private(set) var count = 0
+    private var end = 0
+
+    init(base: UnsafeMutableRawPointer, capacity: Int) {
+        self.base = base
+        self.capacity = capacity
+    }
+
+    mutating func append(run: Range<Int>, from page: UnsafeRawPointer) {
+        append(gap: run.lowerBound - end, bytes: UnsafeRawBufferPointer(start: page + run.lowerBound, count: run.count))
+        end = run.upperBound
+    }
+
+    mutating func append(gap: Int, bytes: UnsafeRawBufferPointer) {
+        writeVarint(UInt64(gap))
+        writeVarint(UInt64(bytes.count))
+        precondition(count + bytes.count <= capacity, "run list overflows its buffer")
+        base.advanced(by: count).copyMemory(from: bytes.baseAddress.unsafelyUnwrapped, byteCount: bytes.count)
+        count += bytes.count
+    }
+
+    private mutating func writeVarint(_ value: UInt64) {
+        precondition(count + PageDiff.varintLength(value) <= capacity, "run list overflows its buffer")
+        var v = value
+        while v >= 0x80 {
+            base.storeBytes(of: UInt8(truncatingIfNeeded: v) | 0x80, toByteOffset: count, as: UInt8.self)
+            count += 1
+            v >>= 7
+        }
+        base.storeBytes(of: UInt8(v), toByteOffset: count, as: UInt8.self)
+        count += 1
     }
 }
