@@ -23,10 +23,6 @@ public struct PageDiff: Sendable, Hashable {
         self.rawLength = rawLength
     }
 
-    /// Runs of differing bytes that are separated by fewer equal bytes than this are merged into
-    /// one run: a run header costs 2 to 6 bytes, and LZ4 compresses the copied equal bytes well.
-    package static let mergeGap = 8
-
     /// The largest page a diff may describe (2 MiB, a huge page).
     public static let maxPageSize = 1 << 21
 
@@ -62,62 +58,74 @@ public struct PageDiff: Sendable, Hashable {
 // MARK: - Making diffs
 
 extension PageDiff {
-    /// The diff that turns `twin` into `page`: the runs of bytes that differ (runs closer than
-    /// `mergeGap` equal bytes merged), LZ4-compressed. Both buffers must have the same size, at
-    /// most `maxPageSize` bytes (these come from the runtime, not from the wire).
+    /// The diff that turns `twin` into `page`: the runs of bytes that differ, LZ4-compressed.
+    /// Both buffers must have the same size, at most `maxPageSize` bytes (these come from the
+    /// runtime, not from the wire).
     ///
-    /// Equal regions are skipped eight bytes at a time.
+    /// Runs are exact: a byte equal in twin and page is never part of a run, even between two
+    /// nearby runs, because applying the diff to another member's copy of the page must leave
+    /// the bytes that other writers changed alone (a run header costs only 2 bytes at 4 KiB, and
+    /// LZ4 absorbs much of it). Equal regions are skipped eight bytes at a time.
     public static func make(twin: UnsafeRawBufferPointer, page: UnsafeRawBufferPointer) -> PageDiff {
         precondition(twin.count == page.count, "PageDiff.make: twin has \(twin.count) bytes, page \(page.count)")
         precondition(page.count <= maxPageSize, "PageDiff.make: page of \(page.count) bytes exceeds \(maxPageSize)")
         let count = page.count
         guard count > 0, let twinBase = twin.baseAddress, let pageBase = page.baseAddress else { return .empty }
-        // Runs are at least `mergeGap` apart, so the run list fits in the page plus one header
-        // per `mergeGap + 1` bytes; the write bound below is larger and keeps one formula.
         let capacity = rawLengthLimit(pageSize: count)
         return withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 8) { raw in
             var writer = RunListWriter(base: raw.baseAddress.unsafelyUnwrapped, capacity: capacity)
+            let low7: UInt64 = 0x7F7F_7F7F_7F7F_7F7F
+            let high: UInt64 = 0x8080_8080_8080_8080
             var runStart = -1
-            var lastDiff = -1
             var i = 0
             while i + 8 <= count {
-                let x = twinBase.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-                    ^ pageBase.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                // Little-endian loads: byte j of the word is bits 8j..<8j+8.
+                let x = UInt64(littleEndian: twinBase.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                    ^ UInt64(littleEndian: pageBase.loadUnaligned(fromByteOffset: i, as: UInt64.self))
                 if x == 0 {
-                    // Eight equal bytes after the last difference: the open run ends.
                     if runStart >= 0 {
-                        writer.append(run: runStart..<lastDiff + 1, from: pageBase)
+                        writer.append(run: runStart..<i, from: pageBase)
                         runStart = -1
                     }
                     i += 8
                     continue
                 }
-                // Loads are little-endian on every platform Swift runs Gallocy on (x86-64, arm64):
-                // the lowest set byte of `x` is the first differing byte.
-                let first = i + x.littleEndian.trailingZeroBitCount >> 3
-                let last = i + (63 - x.littleEndian.leadingZeroBitCount) >> 3
-                if runStart < 0 {
-                    runStart = first
-                } else if first - (lastDiff + 1) >= mergeGap {
-                    writer.append(run: runStart..<lastDiff + 1, from: pageBase)
-                    runStart = first
+                // The top bit of each byte of `differs` is set if that byte differs (adding 0x7F
+                // to the low seven bits carries into the top bit unless they are all zero).
+                let differs = (((x & low7) &+ low7) | x) & high
+                if differs == high, runStart >= 0 {
+                    // Every byte differs and a run is open: it simply continues.
+                    i += 8
+                    continue
                 }
-                lastDiff = last
+                var bit = 0
+                while bit < 64 {
+                    if runStart < 0 {
+                        let rest = differs >> UInt64(bit)
+                        if rest == 0 { break }
+                        bit += rest.trailingZeroBitCount & ~7
+                        runStart = i + bit >> 3
+                    } else {
+                        let rest = (~differs & high) >> UInt64(bit)
+                        if rest == 0 { break }
+                        bit += rest.trailingZeroBitCount & ~7
+                        writer.append(run: runStart..<i + bit >> 3, from: pageBase)
+                        runStart = -1
+                    }
+                }
                 i += 8
             }
             while i < count {
-                if twinBase.load(fromByteOffset: i, as: UInt8.self) != pageBase.load(fromByteOffset: i, as: UInt8.self) {
-                    if runStart < 0 {
-                        runStart = i
-                    } else if i - (lastDiff + 1) >= mergeGap {
-                        writer.append(run: runStart..<lastDiff + 1, from: pageBase)
-                        runStart = i
-                    }
-                    lastDiff = i
+                let differs = twinBase.load(fromByteOffset: i, as: UInt8.self) != pageBase.load(fromByteOffset: i, as: UInt8.self)
+                if differs, runStart < 0 {
+                    runStart = i
+                } else if !differs, runStart >= 0 {
+                    writer.append(run: runStart..<i, from: pageBase)
+                    runStart = -1
                 }
                 i += 1
             }
-            if runStart >= 0 { writer.append(run: runStart..<lastDiff + 1, from: pageBase) }
+            if runStart >= 0 { writer.append(run: runStart..<count, from: pageBase) }
             return compress(UnsafeRawBufferPointer(start: raw.baseAddress, count: writer.count))
         }
     }
