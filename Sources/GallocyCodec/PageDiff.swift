@@ -67,10 +67,20 @@ extension PageDiff {
     /// the bytes that other writers changed alone (a run header costs only 2 bytes at 4 KiB, and
     /// LZ4 absorbs much of it). Equal regions are skipped eight bytes at a time.
     public static func make(twin: UnsafeRawBufferPointer, page: UnsafeRawBufferPointer) -> PageDiff {
+        withRunList(twin: twin, page: page) { compress($0) }
+    }
+
+    /// Calls `body` with the uncompressed run list that turns `twin` into `page` (see
+    /// `make(twin:page:)`; the benchmark times the scan apart from the compression).
+    package static func withRunList<R>(
+        twin: UnsafeRawBufferPointer, page: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer) -> R
+    ) -> R {
         precondition(twin.count == page.count, "PageDiff.make: twin has \(twin.count) bytes, page \(page.count)")
         precondition(page.count <= maxPageSize, "PageDiff.make: page of \(page.count) bytes exceeds \(maxPageSize)")
         let count = page.count
-        guard count > 0, let twinBase = twin.baseAddress, let pageBase = page.baseAddress else { return .empty }
+        guard count > 0, let twinBase = twin.baseAddress, let pageBase = page.baseAddress else {
+            return body(UnsafeRawBufferPointer(start: nil, count: 0))
+        }
         let capacity = rawLengthLimit(pageSize: count)
         return withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 8) { raw in
             var writer = RunListWriter(base: raw.baseAddress.unsafelyUnwrapped, capacity: capacity)
@@ -126,7 +136,7 @@ extension PageDiff {
                 i += 1
             }
             if runStart >= 0 { writer.append(run: runStart..<count, from: pageBase) }
-            return compress(UnsafeRawBufferPointer(start: raw.baseAddress, count: writer.count))
+            return body(UnsafeRawBufferPointer(start: raw.baseAddress, count: writer.count))
         }
     }
 
