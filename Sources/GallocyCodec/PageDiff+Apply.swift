@@ -14,7 +14,15 @@ extension PageDiff {
             try PageDiff.forEachRun(in: raw, pageSize: page.count) { _, _ in }
             guard let target = page.baseAddress else { return }
             try PageDiff.forEachRun(in: raw, pageSize: page.count) { offset, bytes in
-                (target + offset).copyMemory(from: bytes.baseAddress.unsafelyUnwrapped, byteCount: bytes.count)
+                let source = bytes.baseAddress.unsafelyUnwrapped
+                if bytes.count <= 8 {
+                    // Scattered writes make many tiny runs: a byte loop beats a call to memcpy.
+                    for k in 0..<bytes.count {
+                        target.storeBytes(of: source.load(fromByteOffset: k, as: UInt8.self), toByteOffset: offset + k, as: UInt8.self)
+                    }
+                } else {
+                    (target + offset).copyMemory(from: source, byteCount: bytes.count)
+                }
             }
         }
     }
@@ -98,25 +106,48 @@ extension PageDiff {
     }
 
     /// Walks a run list, checking that each run lies inside a page of `pageSize` bytes, and calls
-    /// `body` with each run's offset and bytes.
+    /// `body` with each run's offset and bytes. Reads varints by hand: with scattered writes a
+    /// diff holds hundreds of runs, and this loop is most of the cost of applying it.
+    @inline(__always)
     private static func forEachRun(
         in raw: UnsafeRawBufferPointer, pageSize: Int, _ body: (Int, UnsafeRawBufferPointer) -> Void
     ) throws(CodecError) {
-        var reader = ByteReader(raw)
+        guard let base = raw.baseAddress else { return }
+        let rawCount = raw.count
+        var position = 0
         var end = 0
-        while !reader.isAtEnd {
-            let runOffset = reader.offset
-            let gap = try reader.readVarint("gap of the run at byte \(runOffset) of the run list")
+
+        @inline(__always)
+        func readVarint(_ what: StaticString) throws(CodecError) -> UInt64 {
+            if position < rawCount {
+                let byte = base.load(fromByteOffset: position, as: UInt8.self)
+                if byte < 0x80 {
+                    position += 1
+                    return UInt64(byte)
+                }
+            }
+            var reader = ByteReader(UnsafeRawBufferPointer(rebasing: raw[position...]))
+            let value = try reader.readVarint("\(what) of the run at byte \(position) of the run list")
+            position += reader.offset
+            return value
+        }
+
+        while position < rawCount {
+            let runOffset = position
+            let gap = try readVarint("gap")
             guard gap <= UInt64(pageSize - end) else {
                 throw CodecError(.invalidValue, "run at byte \(runOffset) of the run list starts \(gap) bytes after byte \(end), past the \(pageSize)-byte page")
             }
             let start = end + Int(gap)
-            let length = try reader.readVarint("length of the run at byte \(runOffset) of the run list")
+            let length = try readVarint("length")
             guard length >= 1, length <= UInt64(pageSize - start) else {
                 throw CodecError(.invalidValue, "run of \(length) bytes at page offset \(start) does not fit a \(pageSize)-byte page")
             }
-            let bytes = try reader.readSlice(Int(length), "the \(length) bytes of the run at page offset \(start)")
-            body(start, bytes)
+            guard length <= UInt64(rawCount - position) else {
+                throw CodecError(.truncated, "run of \(length) bytes at page offset \(start) has only \(rawCount - position) bytes left in the run list")
+            }
+            body(start, UnsafeRawBufferPointer(start: base + position, count: Int(length)))
+            position += Int(length)
             end = start + Int(length)
         }
     }

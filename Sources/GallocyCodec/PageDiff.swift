@@ -89,6 +89,19 @@ extension PageDiff {
             var runStart = -1
             var i = 0
             while i + 8 <= count {
+                if runStart < 0 {
+                    // No run open: skip equal bytes 32 at a time, the common case of a page
+                    // with few writes.
+                    while i + 32 <= count {
+                        let d = (twinBase.loadUnaligned(fromByteOffset: i, as: UInt64.self) ^ pageBase.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                            | (twinBase.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self) ^ pageBase.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self))
+                            | (twinBase.loadUnaligned(fromByteOffset: i + 16, as: UInt64.self) ^ pageBase.loadUnaligned(fromByteOffset: i + 16, as: UInt64.self))
+                            | (twinBase.loadUnaligned(fromByteOffset: i + 24, as: UInt64.self) ^ pageBase.loadUnaligned(fromByteOffset: i + 24, as: UInt64.self))
+                        if d != 0 { break }
+                        i += 32
+                    }
+                    if i + 8 > count { break }
+                }
                 // Little-endian loads: byte j of the word is bits 8j..<8j+8.
                 let x = UInt64(littleEndian: twinBase.loadUnaligned(fromByteOffset: i, as: UInt64.self))
                     ^ UInt64(littleEndian: pageBase.loadUnaligned(fromByteOffset: i, as: UInt64.self))
@@ -232,15 +245,30 @@ private struct RunListWriter {
         end = run.upperBound
     }
 
+    @inline(__always)
     mutating func append(gap: Int, bytes: UnsafeRawBufferPointer) {
         writeVarint(UInt64(gap))
         writeVarint(UInt64(bytes.count))
         precondition(count + bytes.count <= capacity, "run list overflows its buffer")
-        base.advanced(by: count).copyMemory(from: bytes.baseAddress.unsafelyUnwrapped, byteCount: bytes.count)
+        let source = bytes.baseAddress.unsafelyUnwrapped
+        if bytes.count <= 8 {
+            // Scattered writes make many tiny runs: a byte loop beats a call to memcpy.
+            for k in 0..<bytes.count {
+                base.storeBytes(of: source.load(fromByteOffset: k, as: UInt8.self), toByteOffset: count + k, as: UInt8.self)
+            }
+        } else {
+            base.advanced(by: count).copyMemory(from: source, byteCount: bytes.count)
+        }
         count += bytes.count
     }
 
+    @inline(__always)
     private mutating func writeVarint(_ value: UInt64) {
+        if value < 0x80, count < capacity {
+            base.storeBytes(of: UInt8(truncatingIfNeeded: value), toByteOffset: count, as: UInt8.self)
+            count += 1
+            return
+        }
         precondition(count + PageDiff.varintLength(value) <= capacity, "run list overflows its buffer")
         var v = value
         while v >= 0x80 {
