@@ -8,7 +8,8 @@ struct BenchDiffCommand: ParsableCommand {
         commandName: "diff",
         abstract: "Time twin copies, page diffs with LZ4, and decompress+apply, per page.",
         discussion: """
-            Pages hold random bytes (the worst case for LZ4). Each case changes 1 %, 10 % or 100 % \
+            By default pages hold random bytes and the writes store random bytes (the worst case \
+            for LZ4); --contents zeros sets the written bytes of a zeroed page to 1. Each case changes 1 %, 10 % or 100 % \
             of a page's bytes, either scattered (random positions) or contiguous (one run). Times are \
             the median of several batches, per page; build with -c release for meaningful figures.
             """
@@ -23,6 +24,17 @@ struct BenchDiffCommand: ParsableCommand {
     @Option(help: "Seed of the random page contents and edits.")
     var seed: UInt64 = 1
 
+    enum Contents: String, ExpressibleByArgument, CaseIterable {
+        /// Random old bytes and random new bytes: nothing for LZ4 to find.
+        case random
+        /// A zeroed page whose written bytes become 1, like fresh flags: what LZ4 does with
+        /// repetitive data.
+        case zeros
+    }
+
+    @Option(help: "Page contents: random (incompressible) or zeros (a zeroed page whose written bytes become 1).")
+    var contents: Contents = .random
+
     func validate() throws {
         guard pageSize >= 64, pageSize <= PageDiff.maxPageSize else {
             throw ValidationError("--page-size must be between 64 and \(PageDiff.maxPageSize), not \(pageSize)")
@@ -32,11 +44,12 @@ struct BenchDiffCommand: ParsableCommand {
     func run() throws {
         let batches = quick ? 3 : 9
         let iterations = quick ? 2_000 : 20_000
-        var bench = DiffBench(pageSize: pageSize, seed: seed, batches: batches, iterations: iterations)
+        var bench = DiffBench(pageSize: pageSize, seed: seed, zeros: contents == .zeros, batches: batches, iterations: iterations)
         #if DEBUG
         print("note: this is a debug build; use `swift build -c release --product gallocy` for real figures")
         #endif
-        print("gallocy bench diff: \(pageSize)-byte pages of random bytes, median of \(batches) batches of \(iterations)")
+        let what = contents == .zeros ? "zeroed pages, written bytes set to 1" : "pages of random bytes"
+        print("gallocy bench diff: \(pageSize)-byte \(what), median of \(batches) batches of \(iterations)")
         print("twin copy: \(DiffBench.format(bench.twinCopy())) µs per page")
         print("")
         let header = [
@@ -94,15 +107,19 @@ private struct DiffBench {
     private let page: UnsafeMutableRawBufferPointer
     private let scratch: UnsafeMutableRawBufferPointer
 
-    init(pageSize: Int, seed: UInt64, batches: Int, iterations: Int) {
+    /// Zeroed twin, and writes store 1; otherwise random bytes throughout.
+    let zeros: Bool
+
+    init(pageSize: Int, seed: UInt64, zeros: Bool, batches: Int, iterations: Int) {
         self.pageSize = pageSize
+        self.zeros = zeros
         self.batches = batches
         self.iterations = iterations
         rng = seed
         twin = .allocate(byteCount: pageSize, alignment: 4096)
         page = .allocate(byteCount: pageSize, alignment: 4096)
         scratch = .allocate(byteCount: pageSize, alignment: 4096)
-        for i in 0..<pageSize { twin[i] = UInt8(truncatingIfNeeded: next()) }
+        for i in 0..<pageSize { twin[i] = zeros ? 0 : UInt8(truncatingIfNeeded: next()) }
     }
 
     /// SplitMix64: reproducible contents from `--seed`.
@@ -113,6 +130,9 @@ private struct DiffBench {
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
     }
+
+    /// What a write adds to a byte: never 0, so that every chosen byte changes.
+    mutating func newByte() -> UInt8 { zeros ? 1 : UInt8(1 + next() % 255) }
 
     /// Median microseconds per call of `body` over `batches` batches of `iterations` calls.
     mutating func time(_ body: (inout Int) -> Void) -> Double {
@@ -150,12 +170,12 @@ private struct DiffBench {
             for k in 0..<changes {
                 let j = k + Int(next() % UInt64(pageSize - k))
                 positions.swapAt(k, j)
-                page[positions[k]] = twin[positions[k]] &+ UInt8(1 + next() % 255)
+                page[positions[k]] = twin[positions[k]] &+ newByte()
             }
         case .contiguous(let percent):
             let length = pageSize * percent / 100
             let start = Int(next() % UInt64(pageSize - length + 1))
-            for i in start..<start + length { page[i] = twin[i] &+ UInt8(1 + next() % 255) }
+            for i in start..<start + length { page[i] = twin[i] &+ newByte() }
         }
         let twinView = UnsafeRawBufferPointer(twin), pageView = UnsafeRawBufferPointer(page)
         let diff = PageDiff.make(twin: twinView, page: pageView)
