@@ -73,6 +73,15 @@ import Testing
         #expect { try MessageCodec.decode(bytes) } throws: { ($0 as? CodecError)?.code == .lengthOutOfRange }
     }
 
+    @Test func moreEntriesThanTheLimitAreRefused() throws {
+        let entries = (0...UInt64(MessageCodec.maxEntriesPerMessage)).map { Entry(term: 1, index: $0) }
+        #expect { try MessageCodec.decode(Message(type: .append, entries: entries).encode()) } throws: {
+            ($0 as? CodecError)?.code == .lengthOutOfRange
+        }
+        let allowed = Message(type: .append, entries: Array(entries.dropLast()))
+        #expect(try MessageCodec.decode(allowed.encode()) == allowed)
+    }
+
     @Test func snapshotMetadataRoundTripsOnItsOwn() throws {
         var rng = SplitMix64(seed: 77)
         for _ in 0..<100 {

@@ -190,6 +190,28 @@ import Testing
         #expect { try diff.validate(pageSize: PageDiff.maxPageSize + 1) } throws: { ($0 as? CodecError)?.code == .invalidValue }
     }
 
+    @Test(arguments: [1, 2, 3, 64, 4096, 4097, 65536, PageDiff.maxPageSize])
+    func everyOtherByteChangedIsTheWorstCaseAndFitsTheLimit(size: Int) throws {
+        let twin = [UInt8](repeating: 0, count: size)
+        var page = twin
+        for i in stride(from: 0, to: size, by: 2) { page[i] = 0xA5 }
+        let diff = PageDiff.make(twin, page)
+        #expect(Int(diff.rawLength) <= PageDiff.rawLengthLimit(pageSize: size))
+        #expect(diff.compressed.count <= PageDiff.maxCompressedLength)
+        var copy = twin
+        try diff.apply(to: &copy)
+        #expect(copy == page)
+        // Scattered single-byte client writes are as bad, and fit too.
+        let runs = stride(from: 0, to: size, by: 2).map { PageDiff.Run(offset: $0, bytes: [0x5A]) }
+        let written = try PageDiff.fromRuns(runs)
+        #expect(Int(written.rawLength) <= PageDiff.rawLengthLimit(pageSize: size))
+        try written.validate(pageSize: size)
+    }
+
+    @Test func rawLengthLimitOfA4KiBPage() {
+        #expect(PageDiff.rawLengthLimit(pageSize: 4096) == 12_292)
+    }
+
     @Test func unchangedPageGivesTheEmptyDiff() throws {
         let page = [UInt8](repeating: 3, count: 4096)
         let diff = PageDiff.make(page, page)
