@@ -65,7 +65,8 @@ extension PageDiff {
     /// Runs are exact: a byte equal in twin and page is never part of a run, even between two
     /// nearby runs, because applying the diff to another member's copy of the page must leave
     /// the bytes that other writers changed alone (a run header costs only 2 bytes at 4 KiB, and
-    /// LZ4 absorbs much of it). Equal regions are skipped eight bytes at a time.
+    /// LZ4 absorbs much of it). Equal regions are skipped 32 bytes at a time, and words that
+    /// differ are split into runs with bit tricks rather than byte by byte.
     public static func make(twin: UnsafeRawBufferPointer, page: UnsafeRawBufferPointer) -> PageDiff {
         withRunList(twin: twin, page: page) { compress($0) }
     }
