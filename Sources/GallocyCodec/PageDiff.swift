@@ -82,7 +82,8 @@ extension PageDiff {
         guard count > 0, let twinBase = twin.baseAddress, let pageBase = page.baseAddress else {
             return body(UnsafeRawBufferPointer(start: nil, count: 0))
         }
-        let capacity = rawLengthLimit(pageSize: count)
+        // Eight bytes of slack for the word stores of short runs.
+        let capacity = rawLengthLimit(pageSize: count) + 8
         return withUnsafeTemporaryAllocation(byteCount: capacity, alignment: 8) { raw in
             var writer = RunListWriter(base: raw.baseAddress.unsafelyUnwrapped, capacity: capacity)
             let low7: UInt64 = 0x7F7F_7F7F_7F7F_7F7F
@@ -108,7 +109,7 @@ extension PageDiff {
                     ^ UInt64(littleEndian: pageBase.loadUnaligned(fromByteOffset: i, as: UInt64.self))
                 if x == 0 {
                     if runStart >= 0 {
-                        writer.append(run: runStart..<i, from: pageBase)
+                        writer.append(run: runStart..<i, from: pageBase, pageCount: count)
                         runStart = -1
                     }
                     i += 8
@@ -133,7 +134,7 @@ extension PageDiff {
                         let rest = (~differs & high) >> UInt64(bit)
                         if rest == 0 { break }
                         bit += rest.trailingZeroBitCount & ~7
-                        writer.append(run: runStart..<i + bit >> 3, from: pageBase)
+                        writer.append(run: runStart..<i + bit >> 3, from: pageBase, pageCount: count)
                         runStart = -1
                     }
                 }
@@ -144,12 +145,12 @@ extension PageDiff {
                 if differs, runStart < 0 {
                     runStart = i
                 } else if !differs, runStart >= 0 {
-                    writer.append(run: runStart..<i, from: pageBase)
+                    writer.append(run: runStart..<i, from: pageBase, pageCount: count)
                     runStart = -1
                 }
                 i += 1
             }
-            if runStart >= 0 { writer.append(run: runStart..<count, from: pageBase) }
+            if runStart >= 0 { writer.append(run: runStart..<count, from: pageBase, pageCount: count) }
             return body(UnsafeRawBufferPointer(start: raw.baseAddress, count: writer.count))
         }
     }
@@ -241,8 +242,22 @@ private struct RunListWriter {
         self.capacity = capacity
     }
 
-    mutating func append(run: Range<Int>, from page: UnsafeRawPointer) {
-        append(gap: run.lowerBound - end, bytes: UnsafeRawBufferPointer(start: page + run.lowerBound, count: run.count))
+    /// Appends the run `run` of `page` (of `pageCount` bytes) to the run list.
+    @inline(__always)
+    mutating func append(run: Range<Int>, from page: UnsafeRawPointer, pageCount: Int) {
+        let gap = run.lowerBound - end
+        let length = run.count
+        if gap < 0x80, length <= 8, run.lowerBound + 8 <= pageCount, count + 10 <= capacity {
+            // Scattered writes make many short runs. Storing all eight bytes of the word at the
+            // run's start and counting only `length` of them avoids a data-dependent copy loop;
+            // the bytes past the run are overwritten by the next run or ignored.
+            base.storeBytes(of: UInt8(truncatingIfNeeded: gap), toByteOffset: count, as: UInt8.self)
+            base.storeBytes(of: UInt8(truncatingIfNeeded: length), toByteOffset: count + 1, as: UInt8.self)
+            base.storeBytes(of: page.loadUnaligned(fromByteOffset: run.lowerBound, as: UInt64.self), toByteOffset: count + 2, as: UInt64.self)
+            count += 2 + length
+        } else {
+            append(gap: gap, bytes: UnsafeRawBufferPointer(start: page + run.lowerBound, count: length))
+        }
         end = run.upperBound
     }
 
