@@ -103,6 +103,19 @@ extension PageDiff {
                         i += 32
                     }
                     if i + 8 > count { break }
+                } else {
+                    // A run open: extend it 32 bytes at a time while every byte differs (a page
+                    // rewritten in full).
+                    while i + 32 <= count {
+                        var all = high
+                        for k in stride(from: 0, to: 32, by: 8) {
+                            let x = twinBase.loadUnaligned(fromByteOffset: i + k, as: UInt64.self) ^ pageBase.loadUnaligned(fromByteOffset: i + k, as: UInt64.self)
+                            all &= ((x & low7) &+ low7) | x
+                        }
+                        if all != high { break }
+                        i += 32
+                    }
+                    if i + 8 > count { break }
                 }
                 // Little-endian loads: byte j of the word is bits 8j..<8j+8.
                 let x = UInt64(littleEndian: twinBase.loadUnaligned(fromByteOffset: i, as: UInt64.self))
