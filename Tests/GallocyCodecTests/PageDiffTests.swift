@@ -86,6 +86,28 @@ import Testing
         }
     }
 
+    @Test func runsStartingAndEndingAtEveryWordAndBlockOffsetAreExact() throws {
+        // The scan works in 8- and 32-byte steps: try every alignment of a run and of the gap
+        // between two runs against those steps, and at the end of the page.
+        for size in [100] {
+            let twin = [UInt8](repeating: 0x11, count: size)
+            for start in 0..<40 {
+                for length in 1..<(size - start) {
+                    for second in [0, 7, 8, 31] {
+                        var page = twin
+                        for i in start..<start + length { page[i] = 0x22 }
+                        let secondStart = start + length + 1 + second
+                        if secondStart < size { page[secondStart] = 0x33 }
+                        let diff = PageDiff.make(twin, page)
+                        var expected: [PageDiff.Run] = [.init(offset: start, bytes: Array(page[start..<start + length]))]
+                        if secondStart < size { expected.append(.init(offset: secondStart, bytes: [0x33])) }
+                        #expect(try diff.runs(pageSize: size) == expected)
+                    }
+                }
+            }
+        }
+    }
+
     @Test func concurrentWritersOfNeighbouringBytesDoNotUndoEachOther() throws {
         // Two members write bytes 2 apart on the same page; either order of applying gives both.
         let twin = [UInt8](repeating: 0, count: 64)
