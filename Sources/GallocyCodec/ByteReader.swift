@@ -2,6 +2,7 @@
 /// remaining first, and no length read from the input allocates more than the input holds.
 public struct ByteReader {
     private let bytes: UnsafeRawBufferPointer
+    /// How many bytes have been read.
     public private(set) var offset: Int
 
     /// Reads from `bytes`, which must stay valid while the reader is used.
@@ -10,7 +11,9 @@ public struct ByteReader {
         offset = 0
     }
 
+    /// How many bytes are left to read.
     public var remaining: Int { bytes.count - offset }
+    /// True once every byte has been read.
     public var isAtEnd: Bool { offset == bytes.count }
 
     private mutating func need(_ count: Int, _ what: @autoclosure () -> String) throws(CodecError) {
@@ -19,26 +22,31 @@ public struct ByteReader {
         }
     }
 
+    /// Reads one byte; `what` names the field in the error if the input has ended.
     public mutating func readUInt8(_ what: @autoclosure () -> String = "byte") throws(CodecError) -> UInt8 {
         try need(1, what())
         defer { offset += 1 }
         return bytes[offset]
     }
 
+    /// Reads a byte that must be 0 or 1.
     public mutating func readBool(_ what: @autoclosure () -> String = "flag") throws(CodecError) -> Bool {
         let raw = try readUInt8(what())
         guard raw <= 1 else { throw CodecError(.invalidValue, "\(what()) is \(raw), expected 0 or 1") }
         return raw == 1
     }
 
+    /// Reads a little-endian `u16`.
     public mutating func readUInt16(_ what: @autoclosure () -> String = "u16") throws(CodecError) -> UInt16 {
         try readFixed(what())
     }
 
+    /// Reads a little-endian `u32`.
     public mutating func readUInt32(_ what: @autoclosure () -> String = "u32") throws(CodecError) -> UInt32 {
         try readFixed(what())
     }
 
+    /// Reads a little-endian `u64`.
     public mutating func readUInt64(_ what: @autoclosure () -> String = "u64") throws(CodecError) -> UInt64 {
         try readFixed(what())
     }
@@ -52,6 +60,7 @@ public struct ByteReader {
         return T(littleEndian: value)
     }
 
+    /// Reads an unsigned LEB128 varint of at most 10 bytes that fits 64 bits.
     public mutating func readVarint(_ what: @autoclosure () -> String = "varint") throws(CodecError) -> UInt64 {
         var result: UInt64 = 0
         var shift: UInt64 = 0
@@ -88,6 +97,7 @@ public struct ByteReader {
         return try readRaw(count, what())
     }
 
+    /// Reads a varint length (at most `limit`) and that many bytes of valid UTF-8.
     public mutating func readString(_ what: @autoclosure () -> String = "string", limit: Int = 4096) throws(CodecError) -> String {
         let raw = try readBytes(what(), limit: limit)
         guard let value = String(validating: raw, as: UTF8.self) else {

@@ -9,6 +9,7 @@
 /// `version`, and old versions stay readable for as long as logs holding them may exist.
 /// The layout of every body is described byte by byte in docs/formats.md.
 public enum CommandCodec {
+    /// The format version this build writes and reads (byte 0 of every command).
     public static let version: UInt8 = 1
     /// The longest lock, barrier or root name, in UTF-8 bytes.
     public static let maxNameLength = 256
@@ -241,6 +242,7 @@ public enum CommandCodec {
         return Command(company: company, client: ClientTag(session: session, sequence: sequence), body: commandBody)
     }
 
+    /// Decodes one command that fills `bytes` exactly (see `decode(_:)` on a buffer).
     public static func decode(_ bytes: [UInt8]) throws(CodecError) -> Command {
         try bytes.withUnsafeBytes { raw in Result { () throws(CodecError) in try decode(raw) } }.get()
     }

@@ -8,18 +8,21 @@ import GallocyRaft
 /// Integers are little-endian; the checksum covers every byte before it. `term` sits at a fixed
 /// offset so that `term(of:)` reads it without decoding the data.
 public enum EntryCodec {
+    /// The format version this build writes and reads (byte 0 of every entry).
     public static let version: UInt8 = 1
     /// The largest data an entry may carry (64 MiB); larger lengths are refused before allocating.
     public static let maxDataSize = 64 << 20
     /// Bytes an entry takes beyond its data and the data's length prefix.
     public static let fixedOverhead = 1 + 1 + 8 + 8 + 4
 
+    /// The stored form of `entry`, checksum included.
     public static func encode(_ entry: Entry) -> [UInt8] {
         var writer = ByteWriter(capacity: entry.data.count + fixedOverhead + 5)
         encode(entry, into: &writer)
         return writer.bytes
     }
 
+    /// Appends the stored form of `entry`, with its own checksum, to `writer` (as messages do).
     public static func encode(_ entry: Entry, into writer: inout ByteWriter) {
         let start = writer.bytes.count
         writer.write(version)
@@ -40,6 +43,7 @@ public enum EntryCodec {
         return entry
     }
 
+    /// Decodes one entry that fills `bytes` exactly, verifying its checksum.
     public static func decode(_ bytes: [UInt8]) throws(CodecError) -> Entry {
         try bytes.withUnsafeBytes { raw in Result { () throws(CodecError) in try decode(raw) } }.get()
     }

@@ -15,6 +15,7 @@ import GallocyRaft
 /// the limits below and against the bytes that remain before allocating, and never traps.
 /// The layout is described byte by byte in docs/formats.md.
 public enum MessageCodec {
+    /// The format version this build writes and reads (byte 0 of every message).
     public static let version: UInt8 = 1
     /// The largest encoded message (65 MiB): room for one entry of `EntryCodec.maxDataSize`
     /// plus the message's own fields. Senders keep batches and snapshot chunks well below it.
@@ -110,6 +111,7 @@ public enum MessageCodec {
         return message
     }
 
+    /// Decodes one message that fills `bytes` exactly (see `decode(_:)` on a buffer).
     public static func decode(_ bytes: [UInt8]) throws(CodecError) -> Message {
         try bytes.withUnsafeBytes { raw in Result { () throws(CodecError) in try decode(raw) } }.get()
     }

@@ -18,6 +18,8 @@ public struct PageDiff: Sendable, Hashable {
     /// Size of the run list before compression.
     public var rawLength: UInt32
 
+    /// A diff from its stored parts, as decoded from a command; nothing is checked until it is
+    /// applied or validated.
     public init(compressed: [UInt8], rawLength: UInt32) {
         self.compressed = compressed
         self.rawLength = rawLength
@@ -45,7 +47,9 @@ public struct PageDiff: Sendable, Hashable {
 
     /// One run: `bytes` written at byte `offset` of the page.
     public struct Run: Sendable, Hashable {
+        /// Where the run starts in the page.
         public var offset: Int
+        /// The run's new contents.
         public var bytes: [UInt8]
 
         public init(offset: Int, bytes: [UInt8]) {
