@@ -43,8 +43,8 @@ extension PageDiff {
     }
 
     /// The runs the diff writes, in offset order, checked against a page of `pageSize` bytes
-    /// (for the log tool and for tests).
-    public func runs(pageSize: Int) throws(CodecError) -> [Run] {
+    /// (for the log tool and for tests; without a page size, against the largest page).
+    public func runs(pageSize: Int = PageDiff.maxPageSize) throws(CodecError) -> [Run] {
         try withRunList(pageSize: pageSize) { raw throws(CodecError) in
             var runs: [Run] = []
             try PageDiff.forEachRun(in: raw, pageSize: pageSize) { offset, bytes in
@@ -55,8 +55,9 @@ extension PageDiff {
     }
 
     /// How many bytes of the page the diff writes. For a diff made against a twin this counts the
-    /// changed bytes plus the few equal bytes merged between nearby runs.
-    public func touchedBytes(pageSize: Int) throws(CodecError) -> Int {
+    /// changed bytes; for a raw write, every byte written. Without a page size, the runs are
+    /// checked against the largest page.
+    public func touchedBytes(pageSize: Int = PageDiff.maxPageSize) throws(CodecError) -> Int {
         try withRunList(pageSize: pageSize) { raw throws(CodecError) in
             var total = 0
             try PageDiff.forEachRun(in: raw, pageSize: pageSize) { _, bytes in total += bytes.count }

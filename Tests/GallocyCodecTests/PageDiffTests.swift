@@ -154,6 +154,9 @@ import Testing
             .init(offset: 10, bytes: [4, 4]),
         ])
         #expect(try diff.runs(pageSize: 16) == [.init(offset: 0, bytes: [1, 2, 3]), .init(offset: 10, bytes: [4, 4])])
+        #expect(try diff.runs() == diff.runs(pageSize: 16))
+        #expect(try diff.touchedBytes() == 5)
+        #expect { try diff.runs(pageSize: 11) } throws: { ($0 as? CodecError)?.code == .invalidValue }
         #expect { try PageDiff.fromRuns([.init(offset: 4, bytes: [1, 2]), .init(offset: 5, bytes: [3])]) } throws: {
             ($0 as? CodecError)?.code == .invalidValue
         }
