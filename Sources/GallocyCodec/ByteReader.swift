@@ -55,7 +55,9 @@ public struct ByteReader {
         let size = MemoryLayout<T>.size
         try need(size, what)
         var value: T = 0
-        withUnsafeMutableBytes(of: &value) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + size])) }
+        withUnsafeMutableBytes(of: &value) {
+            $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + size]))
+        }
         offset += size
         return T(littleEndian: value)
     }
@@ -76,29 +78,39 @@ public struct ByteReader {
 
     /// Reads a varint count and checks it against `limit` and against the bytes remaining
     /// (assuming each element takes at least `minimumElementSize` bytes).
-    public mutating func readCount(_ what: @autoclosure () -> String, limit: Int, minimumElementSize: Int = 1) throws(CodecError) -> Int {
+    public mutating func readCount(_ what: @autoclosure () -> String, limit: Int, minimumElementSize: Int = 1)
+        throws(CodecError) -> Int
+    {
         let raw = try readVarint(what())
         // `raw <= limit` makes the conversion safe; the multiplication is checked because a
         // hostile count times an element size can overflow even when the count fits an Int.
         let elementSize = max(minimumElementSize, 0)
         guard raw <= UInt64(max(limit, 0)) else {
-            throw CodecError(.lengthOutOfRange, "\(what()) is \(raw), more than the limit of \(limit) at offset \(offset)")
+            throw CodecError(
+                .lengthOutOfRange, "\(what()) is \(raw), more than the limit of \(limit) at offset \(offset)")
         }
         let (needed, overflow) = Int(raw).multipliedReportingOverflow(by: elementSize)
         guard !overflow, needed <= remaining else {
-            throw CodecError(.lengthOutOfRange, "\(what()) is \(raw), more than the \(remaining / max(elementSize, 1)) that \(remaining) remaining bytes can hold at offset \(offset)")
+            throw CodecError(
+                .lengthOutOfRange,
+                "\(what()) is \(raw), more than the \(remaining / max(elementSize, 1)) that \(remaining) remaining bytes can hold at offset \(offset)"
+            )
         }
         return Int(raw)
     }
 
     /// Reads a varint length and that many bytes.
-    public mutating func readBytes(_ what: @autoclosure () -> String = "bytes", limit: Int = .max) throws(CodecError) -> [UInt8] {
+    public mutating func readBytes(_ what: @autoclosure () -> String = "bytes", limit: Int = .max) throws(CodecError)
+        -> [UInt8]
+    {
         let count = try readCount(what(), limit: limit)
         return try readRaw(count, what())
     }
 
     /// Reads a varint length (at most `limit`) and that many bytes of valid UTF-8.
-    public mutating func readString(_ what: @autoclosure () -> String = "string", limit: Int = 4096) throws(CodecError) -> String {
+    public mutating func readString(_ what: @autoclosure () -> String = "string", limit: Int = 4096) throws(CodecError)
+        -> String
+    {
         let raw = try readBytes(what(), limit: limit)
         guard let value = String(validating: raw, as: UTF8.self) else {
             throw CodecError(.invalidValue, "\(what()) is not valid UTF-8")
@@ -107,7 +119,9 @@ public struct ByteReader {
     }
 
     /// Reads exactly `count` bytes with no length prefix.
-    public mutating func readRaw(_ count: Int, _ what: @autoclosure () -> String = "bytes") throws(CodecError) -> [UInt8] {
+    public mutating func readRaw(_ count: Int, _ what: @autoclosure () -> String = "bytes") throws(CodecError)
+        -> [UInt8]
+    {
         try need(count, what())
         defer { offset += count }
         return Array(bytes[offset..<offset + count])
@@ -115,7 +129,9 @@ public struct ByteReader {
 
     /// Reads exactly `count` bytes with no length prefix and no copy: the result points into the
     /// reader's buffer and is valid as long as that buffer is.
-    public mutating func readSlice(_ count: Int, _ what: @autoclosure () -> String = "bytes") throws(CodecError) -> UnsafeRawBufferPointer {
+    public mutating func readSlice(_ count: Int, _ what: @autoclosure () -> String = "bytes") throws(CodecError)
+        -> UnsafeRawBufferPointer
+    {
         try need(count, what())
         defer { offset += count }
         return UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + count])
@@ -129,11 +145,17 @@ public struct ByteReader {
 
 extension CRC32C {
     /// Checks that the last 4 bytes of `bytes` are the CRC32C of the rest, and returns the rest.
-    public static func verifyTrailer(_ bytes: UnsafeRawBufferPointer, _ what: @autoclosure () -> String) throws(CodecError) -> UnsafeRawBufferPointer {
-        guard bytes.count >= 4 else { throw CodecError(.truncated, "\(what()) is \(bytes.count) bytes, shorter than its checksum") }
+    public static func verifyTrailer(_ bytes: UnsafeRawBufferPointer, _ what: @autoclosure () -> String)
+        throws(CodecError) -> UnsafeRawBufferPointer
+    {
+        guard bytes.count >= 4 else {
+            throw CodecError(.truncated, "\(what()) is \(bytes.count) bytes, shorter than its checksum")
+        }
         let body = UnsafeRawBufferPointer(rebasing: bytes[0..<bytes.count - 4])
         var stored: UInt32 = 0
-        withUnsafeMutableBytes(of: &stored) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[bytes.count - 4..<bytes.count])) }
+        withUnsafeMutableBytes(of: &stored) {
+            $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: bytes[bytes.count - 4..<bytes.count]))
+        }
         stored = UInt32(littleEndian: stored)
         let computed = checksum(body)
         guard stored == computed else {

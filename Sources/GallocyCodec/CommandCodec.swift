@@ -119,7 +119,8 @@ public enum CommandCodec {
     public static func validate(_ command: Command) throws(CodecError) {
         func checkName(_ name: String, _ what: String) throws(CodecError) {
             guard name.utf8.count <= maxNameLength else {
-                throw CodecError(.lengthOutOfRange, "\(what) is \(name.utf8.count) bytes of UTF-8, more than \(maxNameLength)")
+                throw CodecError(
+                    .lengthOutOfRange, "\(what) is \(name.utf8.count) bytes of UTF-8, more than \(maxNameLength)")
             }
         }
         var size = 64
@@ -131,7 +132,9 @@ public enum CommandCodec {
                 throw CodecError(.lengthOutOfRange, "write of \(pages.count) pages, more than \(maxPagesPerWrite)")
             }
             for page in pages {
-                try checkDiffShape(rawLength: UInt64(page.diff.rawLength), compressedCount: page.diff.compressed.count, page: page.page)
+                try checkDiffShape(
+                    rawLength: UInt64(page.diff.rawLength), compressedCount: page.diff.compressed.count, page: page.page
+                )
                 size += page.diff.compressed.count + 16
             }
             if let releaseLock { try checkName(releaseLock, "released lock name") }
@@ -143,7 +146,9 @@ public enum CommandCodec {
             try checkName(name, "root name")
         }
         guard size <= EntryCodec.maxDataSize else {
-            throw CodecError(.lengthOutOfRange, "command of about \(size) bytes, more than an entry holds (\(EntryCodec.maxDataSize))")
+            throw CodecError(
+                .lengthOutOfRange,
+                "command of about \(size) bytes, more than an entry holds (\(EntryCodec.maxDataSize))")
         }
     }
 
@@ -175,7 +180,8 @@ public enum CommandCodec {
             guard let pageSize = UInt32(exactly: rawPageSize) else {
                 throw CodecError(.invalidValue, "\(what): page size \(rawPageSize) does not fit 32 bits")
             }
-            commandBody = .bootstrap(ClusterSettings(clusterID: clusterID, heapBase: heapBase, heapSize: heapSize, pageSize: pageSize))
+            commandBody = .bootstrap(
+                ClusterSettings(clusterID: clusterID, heapBase: heapBase, heapSize: heapSize, pageSize: pageSize))
         case .noop:
             commandBody = .noop
         case .alloc:
@@ -186,17 +192,22 @@ public enum CommandCodec {
             commandBody = .free(address: try reader.readVarint("\(what): address"))
         case .write:
             let member = try reader.readVarint("\(what): member")
-            let count = try reader.readCount("\(what): page count", limit: maxPagesPerWrite, minimumElementSize: minimumPageWriteSize)
+            let count = try reader.readCount(
+                "\(what): page count", limit: maxPagesPerWrite, minimumElementSize: minimumPageWriteSize)
             var pages: [PageWrite] = []
             pages.reserveCapacity(count)
             for i in 0..<count {
                 let page = try reader.readVarint("\(what): page number of page write \(i)")
                 let rawLength = try reader.readVarint("\(what): raw length of page \(page)")
-                let compressed = try reader.readBytes("\(what): compressed diff of page \(page)", limit: PageDiff.maxCompressedLength)
+                let compressed = try reader.readBytes(
+                    "\(what): compressed diff of page \(page)", limit: PageDiff.maxCompressedLength)
                 try checkDiffShape(rawLength: rawLength, compressedCount: compressed.count, page: page)
-                pages.append(PageWrite(page: page, diff: PageDiff(compressed: compressed, rawLength: UInt32(rawLength))))
+                pages.append(
+                    PageWrite(page: page, diff: PageDiff(compressed: compressed, rawLength: UInt32(rawLength))))
             }
-            let releaseLock = try reader.readBool("\(what): release flag") ? try readName(&reader, "\(what): released lock name") : nil
+            let releaseLock =
+                try reader.readBool("\(what): release flag")
+                ? try readName(&reader, "\(what): released lock name") : nil
             let releaseEpoch = try reader.readVarint("\(what): release epoch")
             commandBody = .write(member: member, pages: pages, releaseLock: releaseLock, releaseEpoch: releaseEpoch)
         case .atomic:
@@ -233,7 +244,8 @@ public enum CommandCodec {
             guard let participants = UInt32(exactly: rawParticipants) else {
                 throw CodecError(.invalidValue, "\(what): participants \(rawParticipants) does not fit 32 bits")
             }
-            commandBody = .barrierArrive(name: name, participants: participants, member: try reader.readVarint("\(what): member"))
+            commandBody = .barrierArrive(
+                name: name, participants: participants, member: try reader.readVarint("\(what): member"))
         case .setRoot:
             let name = try readName(&reader, "\(what): root name")
             commandBody = .setRoot(name: name, address: try reader.readVarint("\(what): address"))
@@ -256,13 +268,19 @@ public enum CommandCodec {
     private static func checkDiffShape(rawLength: UInt64, compressedCount: Int, page: UInt64) throws(CodecError) {
         let limit = PageDiff.rawLengthLimit(pageSize: PageDiff.maxPageSize)
         guard rawLength <= UInt64(limit) else {
-            throw CodecError(.lengthOutOfRange, "diff of page \(page): run list of \(rawLength) bytes, more than the \(limit) any page can need")
+            throw CodecError(
+                .lengthOutOfRange,
+                "diff of page \(page): run list of \(rawLength) bytes, more than the \(limit) any page can need")
         }
         guard compressedCount <= PageDiff.maxCompressedLength else {
-            throw CodecError(.lengthOutOfRange, "diff of page \(page): \(compressedCount) compressed bytes, more than \(PageDiff.maxCompressedLength)")
+            throw CodecError(
+                .lengthOutOfRange,
+                "diff of page \(page): \(compressedCount) compressed bytes, more than \(PageDiff.maxCompressedLength)")
         }
         guard (rawLength == 0) == (compressedCount == 0) else {
-            throw CodecError(.invalidValue, "diff of page \(page): run list of \(rawLength) bytes with \(compressedCount) compressed bytes")
+            throw CodecError(
+                .invalidValue,
+                "diff of page \(page): run list of \(rawLength) bytes with \(compressedCount) compressed bytes")
         }
     }
 }

@@ -50,7 +50,9 @@ public enum EntryCodec {
 
     /// Decodes one entry from the front of `reader` (inside a larger structure such as a
     /// message), verifying its own checksum.
-    public static func decode(from reader: inout ByteReader, in buffer: UnsafeRawBufferPointer) throws(CodecError) -> Entry {
+    public static func decode(from reader: inout ByteReader, in buffer: UnsafeRawBufferPointer) throws(CodecError)
+        -> Entry
+    {
         let start = reader.offset
         let entry = try decodeBody(&reader)
         let end = reader.offset
@@ -64,7 +66,9 @@ public enum EntryCodec {
 
     private static func decodeBody(_ reader: inout ByteReader) throws(CodecError) -> Entry {
         let v = try reader.readUInt8("entry version")
-        guard v == version else { throw CodecError(.unknownVersion, "entry format version \(v), this build reads \(version)") }
+        guard v == version else {
+            throw CodecError(.unknownVersion, "entry format version \(v), this build reads \(version)")
+        }
         let rawKind = try reader.readUInt8("entry kind")
         guard let kind = Entry.Kind(rawValue: rawKind) else { throw CodecError(.unknownTag, "entry kind \(rawKind)") }
         let term = try reader.readUInt64("entry term")

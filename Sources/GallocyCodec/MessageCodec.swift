@@ -65,7 +65,8 @@ public enum MessageCodec {
     /// Decodes one message that fills `bytes` exactly, verifying its version and checksum.
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws(CodecError) -> Message {
         guard bytes.count <= maxMessageSize else {
-            throw CodecError(.lengthOutOfRange, "message of \(bytes.count) bytes exceeds the \(maxMessageSize)-byte limit")
+            throw CodecError(
+                .lengthOutOfRange, "message of \(bytes.count) bytes exceeds the \(maxMessageSize)-byte limit")
         }
         // The version first: a newer peer's message must say so, not fail as a bad checksum.
         guard let first = bytes.first else { throw CodecError(.truncated, "message is empty") }
@@ -76,10 +77,13 @@ public enum MessageCodec {
         var reader = ByteReader(body)
         _ = try reader.readUInt8("message version")
         let rawType = try reader.readUInt8("message type")
-        guard let type = MessageType(rawValue: rawType) else { throw CodecError(.unknownTag, "message type \(rawType)") }
+        guard let type = MessageType(rawValue: rawType) else {
+            throw CodecError(.unknownTag, "message type \(rawType)")
+        }
         let flags = try reader.readUInt8("message flags")
         guard flags & ~(rejectFlag | snapshotFlag) == 0 else {
-            throw CodecError(.invalidValue, "message flags 0x\(String(flags, radix: 16)) set bits this build does not know")
+            throw CodecError(
+                .invalidValue, "message flags 0x\(String(flags, radix: 16)) set bits this build does not know")
         }
         var message = Message(type: type)
         message.reject = flags & rejectFlag != 0
@@ -92,7 +96,8 @@ public enum MessageCodec {
         message.rejectHint = try reader.readVarint("message rejectHint")
         message.hintTerm = try reader.readVarint("message hintTerm")
         message.context = try reader.readBytes("message context", limit: maxContextSize)
-        let entryCount = try reader.readCount("message entry count", limit: maxEntriesPerMessage, minimumElementSize: minimumEntrySize)
+        let entryCount = try reader.readCount(
+            "message entry count", limit: maxEntriesPerMessage, minimumElementSize: minimumEntrySize)
         if entryCount > 0 {
             message.entries.reserveCapacity(entryCount)
             for _ in 0..<entryCount {
@@ -105,7 +110,8 @@ public enum MessageCodec {
             let totalSize = try reader.readVarint("snapshot chunk total size")
             let done = try reader.readBool("snapshot chunk done")
             let data = try reader.readBytes("snapshot chunk data", limit: maxMessageSize)
-            message.snapshot = SnapshotChunk(metadata: metadata, offset: offset, totalSize: totalSize, data: data, done: done)
+            message.snapshot = SnapshotChunk(
+                metadata: metadata, offset: offset, totalSize: totalSize, data: data, done: done)
         }
         try reader.expectEnd("message")
         return message

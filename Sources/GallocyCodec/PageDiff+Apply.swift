@@ -18,7 +18,9 @@ extension PageDiff {
                 if bytes.count <= 8 {
                     // Scattered writes make many tiny runs: a byte loop beats a call to memcpy.
                     for k in 0..<bytes.count {
-                        target.storeBytes(of: source.load(fromByteOffset: k, as: UInt8.self), toByteOffset: offset + k, as: UInt8.self)
+                        target.storeBytes(
+                            of: source.load(fromByteOffset: k, as: UInt8.self), toByteOffset: offset + k, as: UInt8.self
+                        )
                     }
                 } else {
                     (target + offset).copyMemory(from: source, byteCount: bytes.count)
@@ -82,10 +84,13 @@ extension PageDiff {
         }
         let limit = PageDiff.rawLengthLimit(pageSize: pageSize)
         guard rawCount <= limit else {
-            throw CodecError(.lengthOutOfRange, "page diff run list of \(rawCount) bytes, more than the \(limit) a \(pageSize)-byte page can need")
+            throw CodecError(
+                .lengthOutOfRange,
+                "page diff run list of \(rawCount) bytes, more than the \(limit) a \(pageSize)-byte page can need")
         }
         guard !compressed.isEmpty, compressed.count <= PageDiff.maxCompressedLength else {
-            throw CodecError(.lengthOutOfRange, "page diff of \(compressed.count) compressed bytes for a run list of \(rawCount)")
+            throw CodecError(
+                .lengthOutOfRange, "page diff of \(compressed.count) compressed bytes for a run list of \(rawCount)")
         }
         let result = withUnsafeTemporaryAllocation(byteCount: rawCount, alignment: 8) { out -> Result<R, CodecError> in
             let produced = compressed.withUnsafeBytes { source in
@@ -95,11 +100,12 @@ extension PageDiff {
                     Int32(source.count), Int32(rawCount))
             }
             guard produced == Int32(rawCount) else {
-                return .failure(CodecError(
-                    .invalidValue,
-                    produced < 0
-                        ? "page diff: LZ4 data is corrupt (LZ4_decompress_safe returned \(produced))"
-                        : "page diff decompresses to \(produced) bytes, its header says \(rawCount)"))
+                return .failure(
+                    CodecError(
+                        .invalidValue,
+                        produced < 0
+                            ? "page diff: LZ4 data is corrupt (LZ4_decompress_safe returned \(produced))"
+                            : "page diff decompresses to \(produced) bytes, its header says \(rawCount)"))
             }
             return Result { () throws(CodecError) in try body(UnsafeRawBufferPointer(out)) }
         }
@@ -137,15 +143,23 @@ extension PageDiff {
             let runOffset = position
             let gap = try readVarint("gap")
             guard gap <= UInt64(pageSize - end) else {
-                throw CodecError(.invalidValue, "run at byte \(runOffset) of the run list starts \(gap) bytes after byte \(end), past the \(pageSize)-byte page")
+                throw CodecError(
+                    .invalidValue,
+                    "run at byte \(runOffset) of the run list starts \(gap) bytes after byte \(end), past the \(pageSize)-byte page"
+                )
             }
             let start = end + Int(gap)
             let length = try readVarint("length")
             guard length >= 1, length <= UInt64(pageSize - start) else {
-                throw CodecError(.invalidValue, "run of \(length) bytes at page offset \(start) does not fit a \(pageSize)-byte page")
+                throw CodecError(
+                    .invalidValue, "run of \(length) bytes at page offset \(start) does not fit a \(pageSize)-byte page"
+                )
             }
             guard length <= UInt64(rawCount - position) else {
-                throw CodecError(.truncated, "run of \(length) bytes at page offset \(start) has only \(rawCount - position) bytes left in the run list")
+                throw CodecError(
+                    .truncated,
+                    "run of \(length) bytes at page offset \(start) has only \(rawCount - position) bytes left in the run list"
+                )
             }
             body(start, UnsafeRawBufferPointer(start: base + position, count: Int(length)))
             position += Int(length)

@@ -99,10 +99,15 @@ extension PageDiff {
                     // No run open: skip equal bytes 32 at a time, the common case of a page
                     // with few writes.
                     while i + 32 <= count {
-                        let d = (twinBase.loadUnaligned(fromByteOffset: i, as: UInt64.self) ^ pageBase.loadUnaligned(fromByteOffset: i, as: UInt64.self))
-                            | (twinBase.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self) ^ pageBase.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self))
-                            | (twinBase.loadUnaligned(fromByteOffset: i + 16, as: UInt64.self) ^ pageBase.loadUnaligned(fromByteOffset: i + 16, as: UInt64.self))
-                            | (twinBase.loadUnaligned(fromByteOffset: i + 24, as: UInt64.self) ^ pageBase.loadUnaligned(fromByteOffset: i + 24, as: UInt64.self))
+                        let d =
+                            (twinBase.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+                                ^ pageBase.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                            | (twinBase.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self)
+                                ^ pageBase.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self))
+                            | (twinBase.loadUnaligned(fromByteOffset: i + 16, as: UInt64.self)
+                                ^ pageBase.loadUnaligned(fromByteOffset: i + 16, as: UInt64.self))
+                            | (twinBase.loadUnaligned(fromByteOffset: i + 24, as: UInt64.self)
+                                ^ pageBase.loadUnaligned(fromByteOffset: i + 24, as: UInt64.self))
                         if d != 0 { break }
                         i += 32
                     }
@@ -113,7 +118,9 @@ extension PageDiff {
                     while i + 32 <= count {
                         var all = high
                         for k in stride(from: 0, to: 32, by: 8) {
-                            let x = twinBase.loadUnaligned(fromByteOffset: i + k, as: UInt64.self) ^ pageBase.loadUnaligned(fromByteOffset: i + k, as: UInt64.self)
+                            let x =
+                                twinBase.loadUnaligned(fromByteOffset: i + k, as: UInt64.self)
+                                ^ pageBase.loadUnaligned(fromByteOffset: i + k, as: UInt64.self)
                             all &= ((x & low7) &+ low7) | x
                         }
                         if all != high { break }
@@ -122,7 +129,8 @@ extension PageDiff {
                     if i + 8 > count { break }
                 }
                 // Little-endian loads: byte j of the word is bits 8j..<8j+8.
-                let x = UInt64(littleEndian: twinBase.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                let x =
+                    UInt64(littleEndian: twinBase.loadUnaligned(fromByteOffset: i, as: UInt64.self))
                     ^ UInt64(littleEndian: pageBase.loadUnaligned(fromByteOffset: i, as: UInt64.self))
                 if x == 0 {
                     if runStart >= 0 {
@@ -158,7 +166,8 @@ extension PageDiff {
                 i += 8
             }
             while i < count {
-                let differs = twinBase.load(fromByteOffset: i, as: UInt8.self) != pageBase.load(fromByteOffset: i, as: UInt8.self)
+                let differs =
+                    twinBase.load(fromByteOffset: i, as: UInt8.self) != pageBase.load(fromByteOffset: i, as: UInt8.self)
                 if differs, runStart < 0 {
                     runStart = i
                 } else if !differs, runStart >= 0 {
@@ -176,7 +185,9 @@ extension PageDiff {
     /// page holds now (a client's write of raw bytes, as opposed to a diff against a twin).
     /// Whether the run fits the page is checked when the diff is applied.
     public init(writing bytes: UnsafeRawBufferPointer, atOffset offset: Int) {
-        precondition(offset >= 0 && bytes.count <= PageDiff.maxPageSize, "PageDiff(writing:) offset \(offset), \(bytes.count) bytes")
+        precondition(
+            offset >= 0 && bytes.count <= PageDiff.maxPageSize,
+            "PageDiff(writing:) offset \(offset), \(bytes.count) bytes")
         guard bytes.count > 0, let base = bytes.baseAddress else {
             self = .empty
             return
@@ -200,12 +211,17 @@ extension PageDiff {
         var joined: [Run] = []
         for run in runs where !run.bytes.isEmpty {
             guard run.offset >= 0, run.bytes.count <= maxPageSize, run.offset <= maxPageSize - run.bytes.count else {
-                throw CodecError(.invalidValue, "run at offset \(run.offset) of \(run.bytes.count) bytes leaves the largest page (\(maxPageSize) bytes)")
+                throw CodecError(
+                    .invalidValue,
+                    "run at offset \(run.offset) of \(run.bytes.count) bytes leaves the largest page (\(maxPageSize) bytes)"
+                )
             }
             if let previous = joined.last {
                 let previousEnd = previous.offset + previous.bytes.count
                 guard run.offset >= previousEnd else {
-                    throw CodecError(.invalidValue, "run at offset \(run.offset) overlaps or precedes the run ending at \(previousEnd)")
+                    throw CodecError(
+                        .invalidValue,
+                        "run at offset \(run.offset) overlaps or precedes the run ending at \(previousEnd)")
                 }
                 if run.offset == previousEnd {
                     joined[joined.count - 1].bytes.append(contentsOf: run.bytes)
@@ -270,7 +286,9 @@ private struct RunListWriter {
             // the bytes past the run are overwritten by the next run or ignored.
             base.storeBytes(of: UInt8(truncatingIfNeeded: gap), toByteOffset: count, as: UInt8.self)
             base.storeBytes(of: UInt8(truncatingIfNeeded: length), toByteOffset: count + 1, as: UInt8.self)
-            base.storeBytes(of: page.loadUnaligned(fromByteOffset: run.lowerBound, as: UInt64.self), toByteOffset: count + 2, as: UInt64.self)
+            base.storeBytes(
+                of: page.loadUnaligned(fromByteOffset: run.lowerBound, as: UInt64.self), toByteOffset: count + 2,
+                as: UInt64.self)
             count += 2 + length
         } else {
             append(gap: gap, bytes: UnsafeRawBufferPointer(start: page + run.lowerBound, count: length))
@@ -287,7 +305,8 @@ private struct RunListWriter {
         if bytes.count <= 8 {
             // Scattered writes make many tiny runs: a byte loop beats a call to memcpy.
             for k in 0..<bytes.count {
-                base.storeBytes(of: source.load(fromByteOffset: k, as: UInt8.self), toByteOffset: count + k, as: UInt8.self)
+                base.storeBytes(
+                    of: source.load(fromByteOffset: k, as: UInt8.self), toByteOffset: count + k, as: UInt8.self)
             }
         } else {
             base.advanced(by: count).copyMemory(from: source, byteCount: bytes.count)

@@ -46,9 +46,10 @@ struct BenchDiffCommand: ParsableCommand {
         // outlier that the median discards, where long batches would all be slowed a little.
         let batches = quick ? 7 : 41
         let iterations = quick ? 500 : 2_000
-        var bench = DiffBench(pageSize: pageSize, seed: seed, zeros: contents == .zeros, batches: batches, iterations: iterations)
+        var bench = DiffBench(
+            pageSize: pageSize, seed: seed, zeros: contents == .zeros, batches: batches, iterations: iterations)
         #if DEBUG
-        print("note: this is a debug build; use `swift build -c release --product gallocy` for real figures")
+            print("note: this is a debug build; use `swift build -c release --product gallocy` for real figures")
         #endif
         let what = contents == .zeros ? "zeroed pages, written bytes set to 1" : "pages of random bytes"
         print("gallocy bench diff: \(pageSize)-byte \(what), median of \(batches) batches of \(iterations)")
@@ -67,11 +68,12 @@ struct BenchDiffCommand: ParsableCommand {
         for (name, edit) in cases {
             let r = try bench.measure(edit)
             let ratio = r.compressed == 0 ? "-" : String(format1: Double(r.raw) / Double(r.compressed))
-            print([
-                pad(name, 20, left: true), pad("\(r.changed)", 8), pad("\(r.runs)", 6), pad("\(r.raw)", 7),
-                pad("\(r.compressed)", 7), pad(ratio, 6), pad(DiffBench.format(r.scan), 9),
-                pad(DiffBench.format(r.make), 12), pad(DiffBench.format(r.apply), 9),
-            ].joined(separator: " "))
+            print(
+                [
+                    pad(name, 20, left: true), pad("\(r.changed)", 8), pad("\(r.runs)", 6), pad("\(r.raw)", 7),
+                    pad("\(r.compressed)", 7), pad(ratio, 6), pad(DiffBench.format(r.scan), 9),
+                    pad(DiffBench.format(r.make), 12), pad(DiffBench.format(r.apply), 9),
+                ].joined(separator: " "))
         }
         print("")
         print("scan: the run list alone; diff+lz4: PageDiff.make (scan and LZ4_compress_default);")
@@ -152,7 +154,8 @@ private struct DiffBench {
     }
 
     mutating func twinCopy() -> Double {
-        let source = UnsafeRawBufferPointer(page), target = scratch
+        let source = UnsafeRawBufferPointer(page)
+        let target = scratch
         page.copyMemory(from: UnsafeRawBufferPointer(twin))
         return time { sink in
             target.copyMemory(from: source)
@@ -179,7 +182,8 @@ private struct DiffBench {
             let start = Int(next() % UInt64(pageSize - length + 1))
             for i in start..<start + length { page[i] = twin[i] &+ newByte() }
         }
-        let twinView = UnsafeRawBufferPointer(twin), pageView = UnsafeRawBufferPointer(page)
+        let twinView = UnsafeRawBufferPointer(twin)
+        let pageView = UnsafeRawBufferPointer(page)
         let diff = PageDiff.make(twin: twinView, page: pageView)
         var result = Figures()
         result.changed = (0..<pageSize).filter { twin[$0] != page[$0] }.count

@@ -18,7 +18,11 @@ import Testing
         var rng = SplitMix64(seed: 1)
         let commands = rng.commands()
         let names = Set(commands.map(\.kindName))
-        #expect(names == ["bootstrap", "noop", "alloc", "free", "write", "atomic", "lock_acquire", "lock_release", "lock_expire", "barrier", "set_root"])
+        #expect(
+            names == [
+                "bootstrap", "noop", "alloc", "free", "write", "atomic", "lock_acquire", "lock_release", "lock_expire",
+                "barrier", "set_root",
+            ])
         // Distinct bodies of distinct kinds start with distinct tags.
         var tagByKind: [String: UInt8] = [:]
         for command in commands {
@@ -63,9 +67,15 @@ import Testing
     }
 
     @Test func unknownTagAndUnknownAtomicOpAreRefused() {
-        #expect { try CommandCodec.decode(sealed([CommandCodec.version, 0, 0, 0, 0])) } throws: { ($0 as? CodecError)?.code == .unknownTag }
-        #expect { try CommandCodec.decode(sealed([CommandCodec.version, 12, 0, 0, 0])) } throws: { ($0 as? CodecError)?.code == .unknownTag }
-        #expect { try CommandCodec.decode(sealed([CommandCodec.version, 6, 0, 0, 0, 8, 4, 1])) } throws: { ($0 as? CodecError)?.code == .unknownTag }
+        #expect { try CommandCodec.decode(sealed([CommandCodec.version, 0, 0, 0, 0])) } throws: {
+            ($0 as? CodecError)?.code == .unknownTag
+        }
+        #expect { try CommandCodec.decode(sealed([CommandCodec.version, 12, 0, 0, 0])) } throws: {
+            ($0 as? CodecError)?.code == .unknownTag
+        }
+        #expect { try CommandCodec.decode(sealed([CommandCodec.version, 6, 0, 0, 0, 8, 4, 1])) } throws: {
+            ($0 as? CodecError)?.code == .unknownTag
+        }
     }
 
     @Test func otherVersionIsRefusedAsUnknownVersion() {
@@ -89,7 +99,10 @@ import Testing
     }
 
     @Test func writeWithInconsistentDiffLengthsIsRefused() {
-        let command = Command(body: .write(member: 1, pages: [PageWrite(page: 0, diff: PageDiff(compressed: [], rawLength: 5))], releaseLock: nil, releaseEpoch: 0))
+        let command = Command(
+            body: .write(
+                member: 1, pages: [PageWrite(page: 0, diff: PageDiff(compressed: [], rawLength: 5))], releaseLock: nil,
+                releaseEpoch: 0))
         #expect { try command.validate() } throws: { ($0 as? CodecError)?.code == .invalidValue }
         #expect { try CommandCodec.decode(command.encode()) } throws: { ($0 as? CodecError)?.code == .invalidValue }
     }

@@ -36,12 +36,19 @@ import Testing
         // Valid version and tag, random fields: decoding may succeed by chance, or must throw.
         var rng = SplitMix64(seed: 0x4058)
         for _ in 0..<4000 {
-            let messageBytes = sealed([MessageCodec.version, UInt8(rng.int(1..<16)), UInt8(rng.int(0..<4))] + rng.bytes(rng.int(0..<100)))
-            if case .failure(let error) = Result(catching: { try MessageCodec.decode(messageBytes) }) { #expect(error is CodecError) }
+            let messageBytes = sealed(
+                [MessageCodec.version, UInt8(rng.int(1..<16)), UInt8(rng.int(0..<4))] + rng.bytes(rng.int(0..<100)))
+            if case .failure(let error) = Result(catching: { try MessageCodec.decode(messageBytes) }) {
+                #expect(error is CodecError)
+            }
             let commandBytes = sealed([CommandCodec.version, UInt8(rng.int(1..<12))] + rng.bytes(rng.int(0..<100)))
-            if case .failure(let error) = Result(catching: { try CommandCodec.decode(commandBytes) }) { #expect(error is CodecError) }
+            if case .failure(let error) = Result(catching: { try CommandCodec.decode(commandBytes) }) {
+                #expect(error is CodecError)
+            }
             let entryBytes = sealed([EntryCodec.version, UInt8(rng.int(0..<2))] + rng.bytes(rng.int(0..<40)))
-            if case .failure(let error) = Result(catching: { try EntryCodec.decode(entryBytes) }) { #expect(error is CodecError) }
+            if case .failure(let error) = Result(catching: { try EntryCodec.decode(entryBytes) }) {
+                #expect(error is CodecError)
+            }
         }
     }
 

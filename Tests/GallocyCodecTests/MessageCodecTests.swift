@@ -24,7 +24,8 @@ import Testing
 
     @Test func extremeValuesRoundTrip() throws {
         let chunk = SnapshotChunk(
-            metadata: SnapshotMetadata(index: .max, term: .max, confState: ConfState(voters: [.max, 0], learners: [1], votersOutgoing: [])),
+            metadata: SnapshotMetadata(
+                index: .max, term: .max, confState: ConfState(voters: [.max, 0], learners: [1], votersOutgoing: [])),
             offset: .max, totalSize: .max, data: [], done: true)
         let message = Message(
             type: .snapshot, from: .max, to: .max, term: .max, logTerm: .max, index: .max,

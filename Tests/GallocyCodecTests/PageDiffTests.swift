@@ -99,7 +99,9 @@ import Testing
                         let secondStart = start + length + 1 + second
                         if secondStart < size { page[secondStart] = 0x33 }
                         let diff = PageDiff.make(twin, page)
-                        var expected: [PageDiff.Run] = [.init(offset: start, bytes: Array(page[start..<start + length]))]
+                        var expected: [PageDiff.Run] = [
+                            .init(offset: start, bytes: Array(page[start..<start + length]))
+                        ]
                         if secondStart < size { expected.append(.init(offset: secondStart, bytes: [0x33])) }
                         #expect(try diff.runs(pageSize: size) == expected)
                     }
@@ -111,12 +113,15 @@ import Testing
     @Test func concurrentWritersOfNeighbouringBytesDoNotUndoEachOther() throws {
         // Two members write bytes 2 apart on the same page; either order of applying gives both.
         let twin = [UInt8](repeating: 0, count: 64)
-        var a = twin, b = twin
+        var a = twin
+        var b = twin
         a[10] = 1
         a[14] = 1
         b[12] = 2
-        let diffA = PageDiff.make(twin, a), diffB = PageDiff.make(twin, b)
-        var first = twin, second = twin
+        let diffA = PageDiff.make(twin, a)
+        let diffB = PageDiff.make(twin, b)
+        var first = twin
+        var second = twin
         try diffA.apply(to: &first)
         try diffB.apply(to: &first)
         try diffB.apply(to: &second)
@@ -153,7 +158,8 @@ import Testing
             .init(offset: 0, bytes: [1, 2]), .init(offset: 2, bytes: [3]), .init(offset: 5, bytes: []),
             .init(offset: 10, bytes: [4, 4]),
         ])
-        #expect(try diff.runs(pageSize: 16) == [.init(offset: 0, bytes: [1, 2, 3]), .init(offset: 10, bytes: [4, 4])])
+        #expect(
+            try diff.runs(pageSize: 16) == [.init(offset: 0, bytes: [1, 2, 3]), .init(offset: 10, bytes: [4, 4])])
         #expect(try diff.runs() == diff.runs(pageSize: 16))
         #expect(try diff.touchedBytes() == 5)
         #expect { try diff.runs(pageSize: 11) } throws: { ($0 as? CodecError)?.code == .invalidValue }
@@ -163,7 +169,9 @@ import Testing
         #expect { try PageDiff.fromRuns([.init(offset: 4, bytes: [1]), .init(offset: 1, bytes: [3])]) } throws: {
             ($0 as? CodecError)?.code == .invalidValue
         }
-        #expect { try PageDiff.fromRuns([.init(offset: -1, bytes: [1])]) } throws: { ($0 as? CodecError)?.code == .invalidValue }
+        #expect { try PageDiff.fromRuns([.init(offset: -1, bytes: [1])]) } throws: {
+            ($0 as? CodecError)?.code == .invalidValue
+        }
         #expect(try PageDiff.fromRuns([]) == .empty)
     }
 
@@ -172,7 +180,9 @@ import Testing
         var page = [UInt8](repeating: 7, count: 4096)
         #expect { try diff?.apply(to: &page) } throws: { ($0 as? CodecError)?.code == .invalidValue }
         #expect(page == [UInt8](repeating: 7, count: 4096))
-        #expect { try PageDiff(writing: [1], atOffset: 4096).apply(to: &page) } throws: { ($0 as? CodecError)?.code == .invalidValue }
+        #expect { try PageDiff(writing: [1], atOffset: 4096).apply(to: &page) } throws: {
+            ($0 as? CodecError)?.code == .invalidValue
+        }
     }
 
     @Test func garbageCompressedDataFailsWithACodecError() {
@@ -203,7 +213,9 @@ import Testing
             #expect { try wrong.apply(to: &copy) } throws: { ($0 as? CodecError)?.code == .invalidValue }
         }
         #expect { try PageDiff(compressed: [], rawLength: 3).apply(to: &copy) } throws: { $0 is CodecError }
-        #expect { try PageDiff(compressed: [0], rawLength: 0).apply(to: &copy) } throws: { ($0 as? CodecError)?.code == .invalidValue }
+        #expect { try PageDiff(compressed: [0], rawLength: 0).apply(to: &copy) } throws: {
+            ($0 as? CodecError)?.code == .invalidValue
+        }
         #expect(copy == twin)
     }
 
@@ -212,7 +224,9 @@ import Testing
         let diff = PageDiff(compressed: [0x10, 0], rawLength: .max)
         #expect { try diff.apply(to: &page) } throws: { ($0 as? CodecError)?.code == .lengthOutOfRange }
         #expect { try diff.validate(pageSize: 4096) } throws: { ($0 as? CodecError)?.code == .lengthOutOfRange }
-        #expect { try diff.validate(pageSize: PageDiff.maxPageSize + 1) } throws: { ($0 as? CodecError)?.code == .invalidValue }
+        #expect { try diff.validate(pageSize: PageDiff.maxPageSize + 1) } throws: {
+            ($0 as? CodecError)?.code == .invalidValue
+        }
     }
 
     @Test(arguments: [1, 2, 3, 64, 4096, 4097, 65536, PageDiff.maxPageSize])

@@ -30,7 +30,9 @@ struct SplitMix64: RandomNumberGenerator {
     }
 
     mutating func entry() -> Entry {
-        Entry(term: wide(), index: wide(), kind: Entry.Kind.allCases[int(0..<Entry.Kind.allCases.count)], data: bytes(int(0..<64)))
+        Entry(
+            term: wide(), index: wide(), kind: Entry.Kind.allCases[int(0..<Entry.Kind.allCases.count)],
+            data: bytes(int(0..<64)))
     }
 
     mutating func members() -> [NodeID] { (0..<int(0..<6)).map { _ in wide() } }
@@ -67,11 +69,16 @@ struct SplitMix64: RandomNumberGenerator {
     /// One command of each body case, with random fields.
     mutating func commands() -> [Command] {
         let bodies: [CommandBody] = [
-            .bootstrap(ClusterSettings(clusterID: wide(), heapBase: wide(), heapSize: wide(), pageSize: UInt32(truncatingIfNeeded: wide()))),
+            .bootstrap(
+                ClusterSettings(
+                    clusterID: wide(), heapBase: wide(), heapSize: wide(), pageSize: UInt32(truncatingIfNeeded: wide()))
+            ),
             .noop,
             .alloc(size: wide(), member: wide()),
             .free(address: wide()),
-            .write(member: wide(), pages: (0..<int(0..<4)).map { _ in pageWrite() }, releaseLock: bool() ? name() : nil, releaseEpoch: wide()),
+            .write(
+                member: wide(), pages: (0..<int(0..<4)).map { _ in pageWrite() }, releaseLock: bool() ? name() : nil,
+                releaseEpoch: wide()),
             .atomic(address: wide(), op: .compareAndSwap(expect: wide(), value: wide())),
             .atomic(address: wide(), op: .add(wide())),
             .atomic(address: wide(), op: .swap(wide())),
@@ -82,7 +89,9 @@ struct SplitMix64: RandomNumberGenerator {
             .setRoot(name: name(), address: wide()),
         ]
         return bodies.map {
-            Command(company: UInt32(truncatingIfNeeded: wide()), client: ClientTag(session: wide(), sequence: wide()), body: $0)
+            Command(
+                company: UInt32(truncatingIfNeeded: wide()), client: ClientTag(session: wide(), sequence: wide()),
+                body: $0)
         }
     }
 }
