@@ -57,10 +57,8 @@ import Testing
             var previousEnd = -1
             for run in try diff.runs(pageSize: size) {
                 #expect(run.offset > previousEnd, "runs are ordered and separated")
-                for (k, byte) in run.bytes.enumerated() {
-                    covered[run.offset + k] = true
-                    #expect(byte == page[run.offset + k])
-                }
+                for k in run.bytes.indices { covered[run.offset + k] = true }
+                #expect(run.bytes[...] == page[run.offset..<run.offset + run.bytes.count])
                 previousEnd = run.offset + run.bytes.count
             }
             let changed = (0..<size).map { twin[$0] != page[$0] }
@@ -80,9 +78,8 @@ import Testing
             for _ in 0..<rng.int(0..<max(1, size / 4)) { base[rng.int(0..<size)] = UInt8(rng.int(0..<256)) }
             let before = base
             try PageDiff.make(twin, page).apply(to: &base)
-            for i in 0..<size {
-                #expect(base[i] == (twin[i] != page[i] ? page[i] : before[i]))
-            }
+            let expected = (0..<size).map { twin[$0] != page[$0] ? page[$0] : before[$0] }
+            #expect(base == expected)
         }
     }
 
