@@ -1,16 +1,23 @@
 /// Appends little-endian integers and length-prefixed byte strings to a buffer.
 public struct ByteWriter: Sendable {
+    /// Everything written so far.
     public private(set) var bytes: [UInt8]
 
+    /// An empty writer with room for `capacity` bytes before it reallocates.
     public init(capacity: Int = 64) {
         bytes = []
         bytes.reserveCapacity(capacity)
     }
 
+    /// Appends one byte.
     public mutating func write(_ value: UInt8) { bytes.append(value) }
+    /// Appends 1 for true, 0 for false.
     public mutating func write(_ value: Bool) { bytes.append(value ? 1 : 0) }
+    /// Appends a little-endian `u16`.
     public mutating func write(_ value: UInt16) { writeFixed(value) }
+    /// Appends a little-endian `u32`.
     public mutating func write(_ value: UInt32) { writeFixed(value) }
+    /// Appends a little-endian `u64`.
     public mutating func write(_ value: UInt64) { writeFixed(value) }
 
     private mutating func writeFixed<T: FixedWidthInteger>(_ value: T) {

@@ -1,6 +1,7 @@
 /// Why a byte string could not be decoded. Decoders never trust their input: every length is
 /// checked against what remains before anything is allocated.
 public struct CodecError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What kind of failure: stable words that callers match on and logs print.
     public enum Code: String, Sendable, Hashable {
         /// The input ended before the structure did.
         case truncated
@@ -19,13 +20,17 @@ public struct CodecError: Error, Sendable, Hashable, CustomStringConvertible {
         case invalidValue
     }
 
+    /// What kind of failure.
     public var code: Code
+    /// What failed and where, for a person.
     public var message: String
 
+    /// An error of kind `code`; `message` names the field and offset that failed.
     public init(_ code: Code, _ message: String) {
         self.code = code
         self.message = message
     }
 
+    /// `code: message`.
     public var description: String { "\(code.rawValue): \(message)" }
 }

@@ -8,18 +8,21 @@ import GallocyRaft
 /// Integers are little-endian; the checksum covers every byte before it. `term` sits at a fixed
 /// offset so that `term(of:)` reads it without decoding the data.
 public enum EntryCodec {
+    /// The format version this build writes and reads (byte 0 of every entry).
     public static let version: UInt8 = 1
     /// The largest data an entry may carry (64 MiB); larger lengths are refused before allocating.
     public static let maxDataSize = 64 << 20
     /// Bytes an entry takes beyond its data and the data's length prefix.
     public static let fixedOverhead = 1 + 1 + 8 + 8 + 4
 
+    /// The stored form of `entry`, checksum included.
     public static func encode(_ entry: Entry) -> [UInt8] {
         var writer = ByteWriter(capacity: entry.data.count + fixedOverhead + 5)
         encode(entry, into: &writer)
         return writer.bytes
     }
 
+    /// Appends the stored form of `entry`, with its own checksum, to `writer` (as messages do).
     public static func encode(_ entry: Entry, into writer: inout ByteWriter) {
         let start = writer.bytes.count
         writer.write(version)
@@ -40,13 +43,16 @@ public enum EntryCodec {
         return entry
     }
 
+    /// Decodes one entry that fills `bytes` exactly, verifying its checksum.
     public static func decode(_ bytes: [UInt8]) throws(CodecError) -> Entry {
         try bytes.withUnsafeBytes { raw in Result { () throws(CodecError) in try decode(raw) } }.get()
     }
 
     /// Decodes one entry from the front of `reader` (inside a larger structure such as a
     /// message), verifying its own checksum.
-    public static func decode(from reader: inout ByteReader, in buffer: UnsafeRawBufferPointer) throws(CodecError) -> Entry {
+    public static func decode(from reader: inout ByteReader, in buffer: UnsafeRawBufferPointer) throws(CodecError)
+        -> Entry
+    {
         let start = reader.offset
         let entry = try decodeBody(&reader)
         let end = reader.offset
@@ -60,7 +66,9 @@ public enum EntryCodec {
 
     private static func decodeBody(_ reader: inout ByteReader) throws(CodecError) -> Entry {
         let v = try reader.readUInt8("entry version")
-        guard v == version else { throw CodecError(.unknownVersion, "entry format version \(v), this build reads \(version)") }
+        guard v == version else {
+            throw CodecError(.unknownVersion, "entry format version \(v), this build reads \(version)")
+        }
         let rawKind = try reader.readUInt8("entry kind")
         guard let kind = Entry.Kind(rawValue: rawKind) else { throw CodecError(.unknownTag, "entry kind \(rawKind)") }
         let term = try reader.readUInt64("entry term")
