@@ -122,6 +122,7 @@ package final class SQLiteDatabase {
     }
 
     /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
+    @discardableResult
     package func transaction<T>(_ body: () throws -> T) throws -> T {
         try begin()
         let result: T
