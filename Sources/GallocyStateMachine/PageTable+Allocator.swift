@@ -21,8 +21,7 @@ extension PageTable {
         let alignment = size >= pageSize ? pageSize : 8
 
         // First fit: walk the free ranges by address. Only ranges at least `extent` long can fit.
-        let scan = try database.cached(
-            "SELECT address, size FROM free_ranges WHERE company = ? AND size >= ? ORDER BY address")
+        let scan = try statement(.freeRangeFirstFit)
         defer { scan.reset() }
         try scan.bind(Int64(company), at: 1)
         try scan.bind(extent, at: 2)
@@ -44,8 +43,7 @@ extension PageTable {
         }
 
         let companyValue = SQLiteValue.integer(Int64(company))
-        try database.run(
-            "DELETE FROM free_ranges WHERE company = ? AND address = ?", companyValue, .unsigned(chosen.range))
+        try run(.freeRangeDelete, companyValue, .unsigned(chosen.range))
         if chosen.address > chosen.range {
             try insertFreeRange(company: company, address: chosen.range, size: chosen.address - chosen.range)
         }
@@ -54,16 +52,11 @@ extension PageTable {
         if blockEnd < rangeEnd {
             try insertFreeRange(company: company, address: blockEnd, size: rangeEnd - blockEnd)
         }
-        try database.run(
-            "INSERT INTO allocations (company, address, size, member, allocated_index) VALUES (?, ?, ?, ?, ?)",
-            companyValue, .unsigned(chosen.address), .unsigned(size), .unsigned(member), .unsigned(index))
+        try run(
+            .allocationInsert, companyValue, .unsigned(chosen.address), .unsigned(size), .unsigned(member), .unsigned(index))
 
         let pages = Self.pages(address: chosen.address, size: size, settings: settings)
-        let markAllocated = try database.cached(
-            """
-            INSERT INTO pages (company, page, state, blocks) VALUES (?, ?, 'allocated', 1)
-            ON CONFLICT (company, page) DO UPDATE SET blocks = blocks + 1, state = 'allocated'
-            """)
+        let markAllocated = try statement(.pageMarkAllocated)
         defer { markAllocated.reset() }
         try markAllocated.bind(Int64(company), at: 1)
         for page in pages {
@@ -77,31 +70,25 @@ extension PageTable {
     func free(address: UInt64, company: Company, settings: ClusterSettings) throws(StateMachineError) -> ApplyResult {
         let companyValue = SQLiteValue.integer(Int64(company))
         guard
-            let size = try database.firstRow(
-                "SELECT size FROM allocations WHERE company = ? AND address = ?", [companyValue, .unsigned(address)],
-                { $0.uint64(at: 0) })
+            let size = try firstRow(.allocationSize, companyValue, .unsigned(address), row: { $0.uint64(at: 0) })
         else {
             return .rejected(
                 Rejection(.notAllocated, "no allocated block starts at 0x\(String(address, radix: 16)) in company \(company)"))
         }
-        try database.run("DELETE FROM allocations WHERE company = ? AND address = ?", companyValue, .unsigned(address))
+        try run(.allocationDelete, companyValue, .unsigned(address))
 
         // Give the extent back, merged with the free ranges that touch it.
         var start = address
         var end = address + ((size + 7) & ~7)
-        if let previous = try database.firstRow(
-            "SELECT address, size FROM free_ranges WHERE company = ? AND address < ? ORDER BY address DESC LIMIT 1",
-            [companyValue, .unsigned(address)], { ($0.uint64(at: 0), $0.uint64(at: 1)) }),
+        if let previous = try firstRow(.freeRangeBefore, companyValue, .unsigned(address), row: { ($0.uint64(at: 0), $0.uint64(at: 1)) }),
             previous.0 + previous.1 == start
         {
-            try database.run("DELETE FROM free_ranges WHERE company = ? AND address = ?", companyValue, .unsigned(previous.0))
+            try run(.freeRangeDelete, companyValue, .unsigned(previous.0))
             start = previous.0
         }
-        if let nextSize = try database.firstRow(
-            "SELECT size FROM free_ranges WHERE company = ? AND address = ?", [companyValue, .unsigned(end)],
-            { $0.uint64(at: 0) })
+        if let nextSize = try firstRow(.freeRangeSize, companyValue, .unsigned(end), row: { $0.uint64(at: 0) })
         {
-            try database.run("DELETE FROM free_ranges WHERE company = ? AND address = ?", companyValue, .unsigned(end))
+            try run(.freeRangeDelete, companyValue, .unsigned(end))
             end += nextSize
         }
         try insertFreeRange(company: company, address: start, size: end - start)
@@ -109,21 +96,15 @@ extension PageTable {
         // Pages no block overlaps any more go back to zero; their rows go unless a lease is
         // recorded on them (page-lease mode keeps lease epochs monotonic).
         let pages = Self.pages(address: address, size: size, settings: settings)
-        try database.run(
-            """
-            UPDATE pages SET blocks = blocks - 1, state = CASE WHEN blocks = 1 THEN 'zero' ELSE state END
-            WHERE company = ? AND page BETWEEN ? AND ?
-            """, companyValue, .unsigned(pages.lowerBound), .unsigned(pages.upperBound))
-        try database.run(
-            "DELETE FROM pages WHERE company = ? AND page BETWEEN ? AND ? AND blocks = 0 AND lease_holder IS NULL AND lease_epoch = 0",
-            companyValue, .unsigned(pages.lowerBound), .unsigned(pages.upperBound))
+        try run(.pagesUnmark, companyValue, .unsigned(pages.lowerBound), .unsigned(pages.upperBound))
+        try run(
+            .pagesDeleteZero, companyValue, .unsigned(pages.lowerBound), .unsigned(pages.upperBound))
         return .freed
     }
 
     private func insertFreeRange(company: Company, address: UInt64, size: UInt64) throws(StateMachineError) {
-        try database.run(
-            "INSERT INTO free_ranges (company, address, size) VALUES (?, ?, ?)",
-            .integer(Int64(company)), .unsigned(address), .unsigned(size))
+        try run(
+            .freeRangeInsert, .integer(Int64(company)), .unsigned(address), .unsigned(size))
     }
 
     /// The pages that bytes [address, address + size) touch; size > 0 and the bytes lie in the heap.

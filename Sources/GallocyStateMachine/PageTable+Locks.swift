@@ -17,13 +17,8 @@ extension PageTable {
         let epoch = (current?.epoch ?? 0) + 1
         let (sum, overflow) = now.addingReportingOverflow(ttlMillis)
         let expiresAt = overflow || sum > UInt64(Int64.max) ? UInt64(Int64.max) : sum
-        try database.run(
-            """
-            INSERT INTO locks (company, name, holder, epoch, expires_at, granted_index) VALUES (?, ?, ?, ?, ?, ?)
-            ON CONFLICT (company, name) DO UPDATE SET
-                holder = excluded.holder, epoch = excluded.epoch, expires_at = excluded.expires_at,
-                granted_index = excluded.granted_index
-            """, .integer(Int64(company)), .text(name), .unsigned(member), .unsigned(epoch), .unsigned(expiresAt),
+        try run(
+            .lockUpsert, .integer(Int64(company)), .text(name), .unsigned(member), .unsigned(epoch), .unsigned(expiresAt),
             .unsigned(index))
         return .lockGranted(epoch: epoch, expiresAt: expiresAt)
     }
@@ -35,9 +30,8 @@ extension PageTable {
         guard let current, current.isHeld(at: epoch) else {
             return .rejected(Rejection(.staleEpoch, Self.staleMessage(name: name, epoch: epoch, lock: current)))
         }
-        try database.run(
-            "UPDATE locks SET holder = NULL, expires_at = NULL WHERE company = ? AND name = ?",
-            .integer(Int64(company)), .text(name))
+        try run(
+            .lockRelease, .integer(Int64(company)), .text(name))
         return expiring ? .lockExpired : .lockReleased
     }
 
@@ -64,13 +58,8 @@ extension PageTable {
         let generation = current?.generation ?? 0
         let arrived = (current?.arrived ?? 0) + 1
         let opened = arrived >= participants
-        try database.run(
-            """
-            INSERT INTO barriers (company, name, participants, arrived, generation, opened_index) VALUES (?, ?, ?, ?, ?, ?)
-            ON CONFLICT (company, name) DO UPDATE SET
-                participants = excluded.participants, arrived = excluded.arrived, generation = excluded.generation,
-                opened_index = excluded.opened_index
-            """, .integer(Int64(company)), .text(name), .integer(Int64(participants)), .integer(opened ? 0 : Int64(arrived)),
+        try run(
+            .barrierUpsert, .integer(Int64(company)), .text(name), .integer(Int64(participants)), .integer(opened ? 0 : Int64(arrived)),
             .unsigned(opened ? generation + 1 : generation),
             opened ? .unsigned(index) : (current?.openedIndex).map { .unsigned($0) } ?? .null)
         return .barrier(opened: opened, generation: generation)
@@ -80,18 +69,15 @@ extension PageTable {
         name: String, address: UInt64, company: Company, settings: ClusterSettings, index: UInt64
     ) throws(StateMachineError) -> ApplyResult {
         if address == 0 {
-            try database.run("DELETE FROM roots WHERE company = ? AND name = ?", .integer(Int64(company)), .text(name))
+            try run(.rootDelete, .integer(Int64(company)), .text(name))
             return .rootSet
         }
         guard address >= settings.heapBase, address - settings.heapBase < settings.heapSize else {
             return .rejected(
                 Rejection(.invalidArgument, "root \"\(name)\" at 0x\(String(address, radix: 16)) is outside the heap"))
         }
-        try database.run(
-            """
-            INSERT INTO roots (company, name, address, set_index) VALUES (?, ?, ?, ?)
-            ON CONFLICT (company, name) DO UPDATE SET address = excluded.address, set_index = excluded.set_index
-            """, .integer(Int64(company)), .text(name), .unsigned(address), .unsigned(index))
+        try run(
+            .rootUpsert, .integer(Int64(company)), .text(name), .unsigned(address), .unsigned(index))
         return .rootSet
     }
 }

@@ -49,12 +49,7 @@ extension PageTable {
     /// The allocated block that holds byte `address`, or nil.
     package func allocation(company: Company = 0, containing address: UInt64) throws(StateMachineError) -> Allocation? {
         guard address <= UInt64(Int64.max) else { return nil }
-        let block = try database.firstRow(
-            """
-            SELECT address, size, member, allocated_index FROM allocations
-            WHERE company = ? AND address <= ? ORDER BY address DESC LIMIT 1
-            """, [.integer(Int64(company)), .unsigned(address)]
-        ) { row in
+        let block = try firstRow(.allocationAtOrBefore, .integer(Int64(company)), .unsigned(address)) { row in
             Allocation(
                 company: company, address: row.uint64(at: 0), size: row.uint64(at: 1), member: row.uint64(at: 2),
                 allocatedIndex: row.uint64(at: 3))
@@ -92,10 +87,7 @@ extension PageTable {
 
     /// The state of lock `name`, or nil when it was never granted.
     package func lock(company: Company = 0, name: String) throws(StateMachineError) -> LockState? {
-        try database.firstRow(
-            "SELECT holder, epoch, expires_at, granted_index FROM locks WHERE company = ? AND name = ?",
-            [.integer(Int64(company)), .text(name)]
-        ) { row in
+        try firstRow(.lockSelect, .integer(Int64(company)), .text(name)) { row in
             LockState(
                 company: company, name: name, holder: row.optionalUInt64(at: 0), epoch: row.uint64(at: 1),
                 expiresAt: row.optionalUInt64(at: 2), grantedIndex: row.optionalUInt64(at: 3))
@@ -116,10 +108,7 @@ extension PageTable {
 
     /// The state of barrier `name`, or nil when nobody arrived at it yet.
     package func barrier(company: Company = 0, name: String) throws(StateMachineError) -> BarrierState? {
-        try database.firstRow(
-            "SELECT participants, arrived, generation, opened_index FROM barriers WHERE company = ? AND name = ?",
-            [.integer(Int64(company)), .text(name)]
-        ) { row in
+        try firstRow(.barrierSelect, .integer(Int64(company)), .text(name)) { row in
             BarrierState(
                 company: company, name: name, participants: UInt32(truncatingIfNeeded: row.int64(at: 0)),
                 arrived: UInt32(truncatingIfNeeded: row.int64(at: 1)), generation: row.uint64(at: 2),

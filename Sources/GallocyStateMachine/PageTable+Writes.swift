@@ -16,11 +16,7 @@ extension PageTable {
             }
         }
         let pageCount = settings.pageCount
-        let record = try database.cached(
-            """
-            UPDATE pages SET last_writer = ?, last_write_index = ?, write_count = write_count + 1
-            WHERE company = ? AND page = ? AND state = 'allocated'
-            """)
+        let record = try statement(.pageRecordWrite)
         defer { record.reset() }
         try record.bind(member, at: 1)
         try record.bind(index, at: 2)
@@ -39,9 +35,8 @@ extension PageTable {
             }
         }
         if let name = releaseLock {
-            try database.run(
-                "UPDATE locks SET holder = NULL, expires_at = NULL WHERE company = ? AND name = ?",
-                .integer(Int64(company)), .text(name))
+            try run(
+                .lockRelease, .integer(Int64(company)), .text(name))
         }
         return .written(pages: pages.count, releasedLock: releaseLock != nil)
     }

@@ -17,6 +17,8 @@ package final class PageTable {
     /// tables after a restore and updated only after a commit.
     private var settingsCache: [Company: ClusterSettings] = [:]
     private var appliedIndexCache: [Company: UInt64] = [:]
+    /// The statements of `SQL`, compiled on first use, indexed by `SQL.rawValue`.
+    private var compiled: [SQLiteStatement?] = Array(repeating: nil, count: SQL.allCases.count)
 
     /// An empty page table: the schema, no rows.
     package init() throws(StateMachineError) {
@@ -68,16 +70,18 @@ package final class PageTable {
         let company = command.company
         let client = command.client
         let result: ApplyResult
-        if client.session != 0, let session = try sessionRecord(company: company, session: client.session),
-            client.sequence <= session.lastSequence
-        {
-            if client.sequence == session.lastSequence {
+        let lastSequence =
+            client.session == 0
+            ? nil
+            : try firstRow(.sessionSequence, .integer(Int64(company)), .unsigned(client.session)) { $0.uint64(at: 0) }
+        if let lastSequence, client.sequence <= lastSequence {
+            if client.sequence == lastSequence, let session = try sessionRecord(company: company, session: client.session) {
                 result = session.result
             } else {
                 result = .rejected(
                     Rejection(
                         .staleRequest,
-                        "session \(client.session) already applied sequence \(session.lastSequence); sequence \(client.sequence) is older"
+                        "session \(client.session) already applied sequence \(lastSequence); sequence \(client.sequence) is older"
                     ))
             }
         } else {
@@ -89,22 +93,13 @@ package final class PageTable {
                 try database.begin()
             }
             if client.session != 0 {
-                try database.run(
-                    """
-                    INSERT INTO sessions (company, session, last_sequence, last_index, result) VALUES (?, ?, ?, ?, ?)
-                    ON CONFLICT (company, session) DO UPDATE SET
-                        last_sequence = excluded.last_sequence, last_index = excluded.last_index, result = excluded.result
-                    """,
-                    .integer(Int64(company)), .unsigned(client.session), .unsigned(client.sequence), .unsigned(index),
+                try run(
+                    .sessionUpsert, .integer(Int64(company)), .unsigned(client.session), .unsigned(client.sequence), .unsigned(index),
                     .blob(outcome.encoded))
             }
             result = outcome
         }
-        try database.run(
-            """
-            INSERT INTO progress (company, applied_index) VALUES (?, ?)
-            ON CONFLICT (company) DO UPDATE SET applied_index = excluded.applied_index
-            """, .integer(Int64(company)), .unsigned(index))
+        try run(.progressUpsert, .integer(Int64(company)), .unsigned(index))
         return result
     }
 
@@ -155,13 +150,11 @@ package final class PageTable {
         if let problem = Self.problem(with: settings) {
             return .rejected(Rejection(.invalidSettings, problem))
         }
-        try database.run(
-            "INSERT INTO settings (company, cluster_id, heap_base, heap_size, page_size, bootstrap_index) VALUES (?, ?, ?, ?, ?, ?)",
-            .integer(Int64(company)), .unsigned(settings.clusterID), .unsigned(settings.heapBase),
+        try run(
+            .settingsInsert, .integer(Int64(company)), .unsigned(settings.clusterID), .unsigned(settings.heapBase),
             .unsigned(settings.heapSize), .integer(Int64(settings.pageSize)), .unsigned(index))
-        try database.run(
-            "INSERT INTO free_ranges (company, address, size) VALUES (?, ?, ?)",
-            .integer(Int64(company)), .unsigned(settings.heapBase), .unsigned(settings.heapSize))
+        try run(
+            .freeRangeInsert, .integer(Int64(company)), .unsigned(settings.heapBase), .unsigned(settings.heapSize))
         return .bootstrapped
     }
 
@@ -208,7 +201,16 @@ package final class PageTable {
     /// Replaces the connection (after a restore) and reloads the caches.
     func replaceDatabase(_ newDatabase: SQLiteDatabase) throws(StateMachineError) {
         database = newDatabase
+        compiled = Array(repeating: nil, count: SQL.allCases.count)
         try reloadCaches()
+    }
+
+    /// The compiled statement for `sql` on the current connection.
+    func statement(_ sql: SQL) throws(StateMachineError) -> SQLiteStatement {
+        if let statement = compiled[sql.rawValue] { return statement }
+        let statement = try database.prepare(sql.text)
+        compiled[sql.rawValue] = statement
+        return statement
     }
 
     // MARK: Sessions

@@ -73,7 +73,13 @@ package final class SQLiteDatabase {
     /// (`sqlite3_changes64`). The statement is cached.
     @discardableResult
     package func run(_ sql: String, _ values: SQLiteValue...) throws(StateMachineError) -> Int {
-        let statement = try cached(sql)
+        try run(try cached(sql), values)
+    }
+
+    /// Runs a prepared `statement` with `values` bound, resets it, and returns the number of rows
+    /// it changed (`sqlite3_changes64`).
+    @discardableResult
+    package func run(_ statement: SQLiteStatement, _ values: [SQLiteValue]) throws(StateMachineError) -> Int {
         defer { statement.reset() }
         try statement.bind(values)
         while try statement.step() {}
@@ -84,7 +90,13 @@ package final class SQLiteDatabase {
     package func rows<T>(
         _ sql: String, _ values: [SQLiteValue], _ row: (SQLiteStatement) throws(StateMachineError) -> T
     ) throws(StateMachineError) -> [T] {
-        let statement = try cached(sql)
+        try rows(try cached(sql), values, row)
+    }
+
+    /// The rows of a prepared `statement` with `values` bound; the statement is reset after.
+    package func rows<T>(
+        _ statement: SQLiteStatement, _ values: [SQLiteValue], _ row: (SQLiteStatement) throws(StateMachineError) -> T
+    ) throws(StateMachineError) -> [T] {
         defer { statement.reset() }
         try statement.bind(values)
         var result: [T] = []
@@ -96,7 +108,13 @@ package final class SQLiteDatabase {
     package func firstRow<T>(
         _ sql: String, _ values: [SQLiteValue], _ row: (SQLiteStatement) throws(StateMachineError) -> T
     ) throws(StateMachineError) -> T? {
-        let statement = try cached(sql)
+        try firstRow(try cached(sql), values, row)
+    }
+
+    /// The first row of a prepared `statement` with `values` bound; the statement is reset after.
+    package func firstRow<T>(
+        _ statement: SQLiteStatement, _ values: [SQLiteValue], _ row: (SQLiteStatement) throws(StateMachineError) -> T
+    ) throws(StateMachineError) -> T? {
         defer { statement.reset() }
         try statement.bind(values)
         guard try statement.step() else { return nil }
