@@ -17,7 +17,12 @@ extension ApplyResult {
         case .allocated(let address):
             writer.write(Tag.allocated.rawValue)
             writer.writeVarint(address)
-        case .freed: writer.write(Tag.freed.rawValue)
+        case .freed(let address, let extent, let zeroedPages):
+            writer.write(Tag.freed.rawValue)
+            writer.writeVarint(address)
+            writer.writeVarint(extent)
+            writer.writeVarint(zeroedPages.lowerBound)
+            writer.writeVarint(zeroedPages.upperBound)
         case .written(let pages, let releasedLock):
             writer.write(Tag.written.rawValue)
             writer.writeVarint(UInt64(pages))
@@ -70,7 +75,13 @@ extension ApplyResult {
         case .bootstrapped: return .bootstrapped
         case .noop: return .noop
         case .allocated: return .allocated(address: try reader.readVarint("address"))
-        case .freed: return .freed
+        case .freed:
+            let address = try reader.readVarint("address")
+            let extent = try reader.readVarint("extent")
+            let lower = try reader.readVarint("first zeroed page")
+            let upper = try reader.readVarint("end of zeroed pages")
+            guard lower <= upper else { throw CodecError(.invalidValue, "zeroed pages \(lower)..<\(upper)") }
+            return .freed(address: address, extent: extent, zeroedPages: lower..<upper)
         case .written:
             let pages = try reader.readVarint("page count")
             guard pages <= UInt64(Int.max) else { throw CodecError(.lengthOutOfRange, "page count \(pages)") }

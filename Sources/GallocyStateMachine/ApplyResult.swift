@@ -10,8 +10,11 @@ package enum ApplyResult: Sendable, Hashable {
     case noop
     /// A block of the requested size starts at `address`.
     case allocated(address: UInt64)
-    /// The block was freed.
-    case freed
+    /// The block at `address` was freed; it occupied `extent` bytes (its size rounded up to 8).
+    /// Free memory reads as zero, so the heap image zeroes those bytes: `zeroedPages` (page
+    /// numbers, possibly empty) are the pages no block overlaps any more, which it may discard
+    /// whole; the rest of the extent shares its first or last page with other blocks.
+    case freed(address: UInt64, extent: UInt64, zeroedPages: Range<UInt64>)
     /// The pages of a write are recorded; `releasedLock` says whether the write released a lock.
     case written(pages: Int, releasedLock: Bool)
     /// An atomic operation's address is valid; the heap image performs the operation.

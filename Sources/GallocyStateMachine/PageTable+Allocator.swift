@@ -78,8 +78,9 @@ extension PageTable {
         try run(.allocationDelete, companyValue, .unsigned(address))
 
         // Give the extent back, merged with the free ranges that touch it.
+        let extent = (size + 7) & ~7
         var start = address
-        var end = address + ((size + 7) & ~7)
+        var end = address + extent
         if let previous = try firstRow(.freeRangeBefore, companyValue, .unsigned(address), row: { ($0.uint64(at: 0), $0.uint64(at: 1)) }),
             previous.0 + previous.1 == start
         {
@@ -97,9 +98,19 @@ extension PageTable {
         // recorded on them (page-lease mode keeps lease epochs monotonic).
         let pages = Self.pages(address: address, size: size, settings: settings)
         try run(.pagesUnmark, companyValue, .unsigned(pages.lowerBound), .unsigned(pages.upperBound))
+        // Only the first and the last page can be shared with other blocks.
+        var zeroedLower = pages.lowerBound
+        var zeroedUpper = pages.upperBound + 1
+        if try blockCount(company: company, page: pages.lowerBound) > 0 { zeroedLower += 1 }
+        if zeroedUpper > zeroedLower, try blockCount(company: company, page: pages.upperBound) > 0 { zeroedUpper -= 1 }
         try run(
             .pagesDeleteZero, companyValue, .unsigned(pages.lowerBound), .unsigned(pages.upperBound))
-        return .freed
+        return .freed(address: address, extent: extent, zeroedPages: zeroedLower..<max(zeroedLower, zeroedUpper))
+    }
+
+    /// How many blocks overlap `page` (0 when it has no row).
+    private func blockCount(company: Company, page: UInt64) throws(StateMachineError) -> UInt64 {
+        try firstRow(.pageBlocks, .integer(Int64(company)), .unsigned(page), row: { $0.uint64(at: 0) }) ?? 0
     }
 
     private func insertFreeRange(company: Company, address: UInt64, size: UInt64) throws(StateMachineError) {

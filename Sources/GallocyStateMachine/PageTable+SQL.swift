@@ -7,7 +7,7 @@ extension PageTable {
         case settingsInsert
         case freeRangeInsert, freeRangeDelete, freeRangeFirstFit, freeRangeBefore, freeRangeSize
         case allocationInsert, allocationSize, allocationDelete, allocationAtOrBefore
-        case pageMarkAllocated, pagesUnmark, pagesDeleteZero, pageRecordWrite
+        case pageMarkAllocated, pagesUnmark, pageBlocks, pagesDeleteZero, pageRecordWrite
         case lockSelect, lockUpsert, lockRelease
         case barrierSelect, barrierUpsert
         case rootDelete, rootUpsert
@@ -64,6 +64,8 @@ extension PageTable {
                     UPDATE pages SET blocks = blocks - 1, state = CASE WHEN blocks = 1 THEN 'zero' ELSE state END
                     WHERE company = ? AND page BETWEEN ? AND ?
                     """
+            case .pageBlocks:
+                return "SELECT blocks FROM pages WHERE company = ? AND page = ?"
             case .pagesDeleteZero:
                 // Rows with lease history stay (page-lease mode keeps lease epochs monotonic).
                 return """

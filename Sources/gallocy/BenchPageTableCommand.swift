@@ -141,7 +141,7 @@ private struct PageTableBench {
         figures.append(try measure("alloc 8 KiB", on: table) { _ in .alloc(size: 8192, member: 2) })
         start = clock.now
         for address in small.reversed() {
-            guard try apply(table, .free(address: address)) == .freed else {
+            guard case .freed = try apply(table, .free(address: address)) else {
                 throw ValidationError("a free was rejected")
             }
         }

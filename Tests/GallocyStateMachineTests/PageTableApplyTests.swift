@@ -48,7 +48,8 @@ import Testing
         #expect(try replica.table.allocation(containing: address + 12288)?.address == address)
         #expect(try replica.table.allocation(containing: address + 12289) == nil)
 
-        #expect(try replica.apply(.free(address: address)) == .freed)
+        // Pages 0...3 held only this block: all four go back to zero.
+        #expect(try replica.apply(.free(address: address)) == .freed(address: address, extent: 3 * 4096 + 8, zeroedPages: 0..<4))
         #expect(try replica.table.pages(from: 0, count: 5).allSatisfy { $0.state == .zero })
         #expect(try replica.table.query("SELECT count(*) FROM pages").rows == [[.integer(0)]])
         try checkAllocatorInvariants(replica.table)
@@ -60,9 +61,9 @@ import Testing
         let b = try replica.allocate(100)
         #expect(b == a + 104)
         #expect(try replica.table.pages(from: 0, count: 1).first?.blocks == 2)
-        #expect(try replica.apply(.free(address: a)) == .freed)
+        #expect(try replica.apply(.free(address: a)) == .freed(address: a, extent: 104, zeroedPages: 1..<1))
         #expect(try replica.table.pages(from: 0, count: 1).first?.state == .allocated)
-        #expect(try replica.apply(.free(address: b)) == .freed)
+        #expect(try replica.apply(.free(address: b)) == .freed(address: b, extent: 104, zeroedPages: 0..<1))
         #expect(try replica.table.pages(from: 0, count: 1).first?.state == .zero)
     }
 
@@ -70,8 +71,21 @@ import Testing
         let replica = try Replica()
         let address = try replica.allocate(64)
         #expect(try replica.apply(.free(address: address + 8)).rejection?.code == .notAllocated)
-        #expect(try replica.apply(.free(address: address)) == .freed)
+        #expect(try replica.apply(.free(address: address)).isApplied)
         #expect(try replica.apply(.free(address: address)).rejection?.code == .notAllocated)
+    }
+
+    @Test func freeNamesOnlyThePagesThatNoOtherBlockOverlaps() throws {
+        let replica = try Replica()
+        let head = try replica.allocate(64)  // page 0
+        let big = try replica.allocate(3 * 4096 + 100)  // pages 1...4, page-aligned
+        let tail = try replica.allocate(64)  // first fit: page 0, after `head`
+        let after = try replica.allocate(4000)  // page 4, after the end of `big`
+        #expect(tail == head + 64 && after == big + 3 * 4096 + 104)
+        // Page 4 is shared with `after`, pages 1...3 are big's alone.
+        #expect(try replica.apply(.free(address: big)) == .freed(address: big, extent: 3 * 4096 + 104, zeroedPages: 1..<4))
+        #expect(try replica.table.pages(from: 0, count: 5).map(\.state) == [.allocated, .zero, .zero, .zero, .allocated])
+        try checkAllocatorInvariants(replica.table)
     }
 
     @Test func writeRecordsWriterIndexAndCountOnEveryPage() throws {

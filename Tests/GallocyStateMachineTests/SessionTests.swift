@@ -53,7 +53,8 @@ import Testing
     }
 
     @Test(arguments: [
-        ApplyResult.bootstrapped, .noop, .allocated(address: 0x7f00_0000_1000), .freed,
+        ApplyResult.bootstrapped, .noop, .allocated(address: 0x7f00_0000_1000),
+        .freed(address: 0x7f00_0000_1000, extent: 4104, zeroedPages: 1..<2), .freed(address: 8, extent: 8, zeroedPages: 3..<3),
         .written(pages: 16, releasedLock: true), .atomicAccepted(address: 8), .lockGranted(epoch: 3, expiresAt: 99),
         .lockBusy(holder: 2, epoch: 4, expiresAt: UInt64(Int64.max)), .lockReleased, .lockExpired,
         .barrier(opened: true, generation: 12), .rootSet, .rejected(Rejection(.staleEpoch, "lock \"é\" moved on")),
