@@ -69,6 +69,35 @@ import Testing
         try checkAllocatorInvariants(replica.table)
     }
 
+    @Test func fragmentedFreeSpaceRefusesALargeBlockButTakesSmallOnes() throws {
+        let replica = try Replica(settings: ClusterSettings(clusterID: 1, heapBase: 0x10_0000, heapSize: 8 * 4096, pageSize: 4096))
+        let blocks = try (0..<8).map { _ in try replica.allocate(4096) }
+        for block in blocks.enumerated() where block.offset % 2 == 0 {
+            try replica.apply(.free(address: block.element))
+        }
+        // Four pages are free, but no two of them are adjacent.
+        #expect(try replica.apply(.alloc(size: 2 * 4096, member: 1)).rejection?.code == .outOfSpace)
+        #expect(try replica.allocate(4096) == blocks[0])
+        #expect(try replica.allocate(100) == blocks[2])
+        try checkAllocatorInvariants(replica.table)
+    }
+
+    @Test func aSnapshotTakenMidwayAndReplayedOnGivesTheSameTable() throws {
+        let commands = randomCommands(seed: 31, count: 400)
+        let straight = try Replica()
+        let first = try Replica()
+        for command in commands { try straight.apply(command.body, client: command.client) }
+        for command in commands.prefix(200) { try first.apply(command.body, client: command.client) }
+        let restored = try PageTable(snapshot: try first.table.snapshot())
+        var index = (restored.appliedIndex() ?? 0)
+        for command in commands.dropFirst(200) {
+            index += 1
+            _ = try restored.apply(command, index: index)
+        }
+        #expect(try restored.digest() == straight.table.digest())
+        try checkAllocatorInvariants(restored)
+    }
+
     @Test(arguments: [1 as UInt64, 7, 1234, 99_999])
     func twoReplicasFedTheSameRandomCommandsAgreeExactly(seed: UInt64) throws {
         let commands = randomCommands(seed: seed, count: 600)

@@ -23,6 +23,18 @@ import Testing
         #expect(counted.rows == [[.integer(15)]])
     }
 
+    @Test func tableValuedPragmaFunctionsAreAllowedAndLoadExtensionIsNot() throws {
+        let table = try PageTable()
+        let columns = try table.query("SELECT name FROM pragma_table_info('locks') ORDER BY cid")
+        #expect(columns.rows.map { $0[0] } == ["company", "name", "holder", "epoch", "expires_at", "granted_index"].map { .text($0) })
+        do {
+            _ = try table.query("SELECT load_extension('/tmp/evil.so')")
+            Issue.record("load_extension was allowed")
+        } catch {
+            #expect(error.code == .notReadOnly)
+        }
+    }
+
     @Test(arguments: [
         "INSERT INTO roots VALUES (0, 'x', 1, 1)",
         "DELETE FROM allocations",
@@ -52,6 +64,16 @@ import Testing
         #expect(try replica.table.canonicalDump() == before)
         // The page table still applies commands afterwards: no transaction or pragma was left behind.
         _ = try replica.allocate(64)
+    }
+
+    @Test func aRefusalNamesWhatWasRefused() throws {
+        let table = try PageTable()
+        do {
+            _ = try table.query("DELETE FROM locks")
+            Issue.record("DELETE was accepted")
+        } catch {
+            #expect(error.message.contains("DELETE (locks)"), "\(error)")
+        }
     }
 
     @Test func badSQLIsAClearError() throws {

@@ -66,6 +66,18 @@ import Testing
         }
     }
 
+    @Test func bindingAParameterThatDoesNotExistIsARangeError() throws {
+        let db = try SQLiteDatabase()
+        let statement = try db.prepare("SELECT ?")
+        #expect(statement.parameterCount == 1)
+        do {
+            try statement.bind(Int64(1), at: 2)
+            Issue.record("bound parameter 2 of 1")
+        } catch {
+            #expect(error.sqliteCode == SQLITE_RANGE)
+        }
+    }
+
     @Test func transactionRollsBackWhenTheBodyThrows() throws {
         let db = try SQLiteDatabase()
         try db.exec("CREATE TABLE t (k INTEGER PRIMARY KEY)")
