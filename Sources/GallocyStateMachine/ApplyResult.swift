@@ -90,4 +90,16 @@ package struct Rejection: Sendable, Hashable, CustomStringConvertible {
     }
 
     package var description: String { "\(code): \(message)" }
+
+    /// The HTTP status that fits (CONTRACT.md section 2); the HTTP layer decides.
+    package var suggestedHTTPStatus: Int {
+        switch code {
+        case .notBootstrapped: return 503
+        case .settingsConflict, .staleEpoch, .staleRequest: return 409
+        case .outOfSpace: return 413
+        case .notAllocated: return 404
+        case .invalidSettings, .zeroSize, .outsideAllocation, .misaligned, .participantsMismatch, .invalidArgument:
+            return 400
+        }
+    }
 }

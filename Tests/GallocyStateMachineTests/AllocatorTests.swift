@@ -132,7 +132,7 @@ import Testing
                 continue
             }
             let body: CommandBody
-            switch random.next() % 10 {
+            switch random.next() % 13 {
             case 0..<4:
                 let sizes: [UInt64] = [1, 8, 24, 100, 4000, 4096, 5000, 3 * 4096, 40_000]
                 body = .alloc(size: sizes[Int(random.next() % UInt64(sizes.count))], member: random.next() % 3 + 1)
@@ -145,6 +145,16 @@ import Testing
             case 7, 8:
                 let pages = (0..<(random.next() % 4 + 1)).map { _ in pageWrite(random.next() % 256) }
                 body = .write(member: random.next() % 3 + 1, pages: pages, releaseLock: nil, releaseEpoch: 0)
+            case 10:
+                body = .lockRelease(name: "l\(random.next() % 3)", epoch: random.next() % 4)
+            case 11:
+                body = .barrierArrive(name: "b\(random.next() % 2)", participants: 3, member: random.next() % 3 + 1)
+            case 12:
+                let target = live.isEmpty ? testSettings.heapBase : live[Int(random.next() % UInt64(live.count))]
+                body =
+                    random.next() % 2 == 0
+                    ? .atomic(address: target + (random.next() % 3) * 4, op: .add(1))
+                    : .setRoot(name: "r\(random.next() % 2)", address: target)
             default:
                 body = .lockAcquire(name: "l\(random.next() % 3)", member: random.next() % 3 + 1, ttlMillis: 50, now: UInt64(commands.count) * 10)
             }
