@@ -3,7 +3,7 @@
 // text that a cache keyed by SQL would cost on every entry.
 extension PageTable {
     enum SQL: Int, CaseIterable {
-        case sessionSequence, sessionUpsert, progressUpsert
+        case sessionUpsert, progressUpsert
         case settingsInsert
         case freeRangeInsert, freeRangeDelete, freeRangeFirstFit, freeRangeBefore, freeRangeSize
         case allocationInsert, allocationSize, allocationDelete, allocationAtOrBefore
@@ -14,8 +14,6 @@ extension PageTable {
 
         var text: String {
             switch self {
-            case .sessionSequence:
-                return "SELECT last_sequence FROM sessions WHERE company = ? AND session = ?"
             case .sessionUpsert:
                 return """
                     INSERT INTO sessions (company, session, last_sequence, last_index, result) VALUES (?, ?, ?, ?, ?)
@@ -75,7 +73,7 @@ extension PageTable {
             case .pageRecordWrite:
                 return """
                     UPDATE pages SET last_writer = ?, last_write_index = ?, write_count = write_count + 1
-                    WHERE company = ? AND page = ? AND state = 'allocated'
+                    WHERE company = ? AND page BETWEEN ? AND ? AND state = 'allocated'
                     """
             case .lockSelect:
                 return "SELECT holder, epoch, expires_at, granted_index FROM locks WHERE company = ? AND name = ?"

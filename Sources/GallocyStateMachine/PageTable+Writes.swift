@@ -21,18 +21,30 @@ extension PageTable {
         try record.bind(member, at: 1)
         try record.bind(index, at: 2)
         try record.bind(Int64(company), at: 3)
-        for pageWrite in pages {
-            guard pageWrite.page < pageCount else {
-                return .rejected(
-                    Rejection(.outsideAllocation, "page \(pageWrite.page) is outside the heap of \(pageCount) pages"))
+        // A release usually writes runs of consecutive pages: one range update per run, checked
+        // by its count of changed rows, instead of one update per page.
+        var runStart = 0
+        while runStart < pages.count {
+            var runEnd = runStart + 1
+            while runEnd < pages.count, pages[runEnd - 1].page < UInt64.max, pages[runEnd].page == pages[runEnd - 1].page + 1 {
+                runEnd += 1
             }
-            try record.bind(pageWrite.page, at: 4)
+            let first = pages[runStart].page
+            let last = pages[runEnd - 1].page
+            guard last < pageCount else {
+                return .rejected(Rejection(.outsideAllocation, "page \(last) is outside the heap of \(pageCount) pages"))
+            }
+            try record.bind(first, at: 4)
+            try record.bind(last, at: 5)
             try record.step()
             record.reset()
             // Rejecting here leaves earlier pages updated; `apply` rolls a rejection back.
-            guard database.changes == 1 else {
-                return .rejected(Rejection(.outsideAllocation, "page \(pageWrite.page) is not allocated"))
+            guard database.changes == runEnd - runStart else {
+                let rows = try self.pages(company: company, from: first, count: last - first + 1)
+                let missing = rows.first { $0.state != .allocated }?.page ?? first
+                return .rejected(Rejection(.outsideAllocation, "page \(missing) is not allocated"))
             }
+            runStart = runEnd
         }
         if let name = releaseLock {
             try run(

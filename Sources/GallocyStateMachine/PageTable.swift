@@ -13,10 +13,17 @@ import GallocyCodec
 package final class PageTable {
     /// The connection. Replaced as a whole by `restore(snapshot:)`.
     package private(set) var database: SQLiteDatabase
-    /// Copies of `settings` and `progress`, the two lookups every apply needs; reloaded from the
-    /// tables after a restore and updated only after a commit.
+    /// Copies of `settings`, `progress` and the sessions' last sequences, the lookups every apply
+    /// needs; reloaded from the tables after a restore and updated only after a commit, so they
+    /// never hold what a rolled-back transaction wrote.
     private var settingsCache: [Company: ClusterSettings] = [:]
     private var appliedIndexCache: [Company: UInt64] = [:]
+    private var lastSequenceCache: [SessionKey: UInt64] = [:]
+
+    private struct SessionKey: Hashable {
+        var company: Company
+        var session: UInt64
+    }
     /// The statements of `SQL`, compiled on first use, indexed by `SQL.rawValue`.
     private var compiled: [SQLiteStatement?] = Array(repeating: nil, count: SQL.allCases.count)
 
@@ -60,6 +67,12 @@ package final class PageTable {
             throw error
         }
         appliedIndexCache[company] = index
+        let client = command.client
+        if client.session != 0 {
+            let key = SessionKey(company: company, session: client.session)
+            // A deduplicated command (sequence not above the last) left the session row as it was.
+            if lastSequenceCache[key].map({ client.sequence > $0 }) ?? true { lastSequenceCache[key] = client.sequence }
+        }
         if case .bootstrap(let settings) = command.body, result == .bootstrapped {
             settingsCache[company] = settings
         }
@@ -71,9 +84,7 @@ package final class PageTable {
         let client = command.client
         let result: ApplyResult
         let lastSequence =
-            client.session == 0
-            ? nil
-            : try firstRow(.sessionSequence, .integer(Int64(company)), .unsigned(client.session)) { $0.uint64(at: 0) }
+            client.session == 0 ? nil : lastSequenceCache[SessionKey(company: company, session: client.session)]
         if let lastSequence, client.sequence <= lastSequence {
             if client.sequence == lastSequence, let session = try sessionRecord(company: company, session: client.session) {
                 result = session.result
@@ -196,6 +207,10 @@ package final class PageTable {
             (Company(truncatingIfNeeded: row.int64(at: 0)), row.uint64(at: 1))
         }
         appliedIndexCache = Dictionary(progress, uniquingKeysWith: { first, _ in first })
+        let sessions = try database.rows("SELECT company, session, last_sequence FROM sessions", []) { row in
+            (SessionKey(company: Company(truncatingIfNeeded: row.int64(at: 0)), session: row.uint64(at: 1)), row.uint64(at: 2))
+        }
+        lastSequenceCache = Dictionary(sessions, uniquingKeysWith: { first, _ in first })
     }
 
     /// Replaces the connection (after a restore) and reloads the caches.

@@ -114,6 +114,25 @@ import Testing
         #expect(try replica.table.pages(from: 0, count: 1).first?.writeCount == 0)
     }
 
+    @Test func aWriteOfRunsOfPagesChecksEveryPageOfEveryRun() throws {
+        let replica = try Replica()
+        let a = try replica.allocate(3 * 4096)  // pages 0...2
+        _ = try replica.allocate(2 * 4096)  // pages 3...4
+        try replica.apply(.free(address: a))  // pages 0...2 are zero again
+        _ = try replica.allocate(2 * 4096)  // pages 0...1
+        // Pages 0, 1 | 3, 4 | 4 | 2: the run 3...4 is fine, page 2 is not allocated.
+        let pages = [0, 1, 3, 4, 4, 2].map { pageWrite(UInt64($0)) }
+        let result = try replica.apply(.write(member: 1, pages: pages, releaseLock: nil, releaseEpoch: 0))
+        #expect(result.rejection == Rejection(.outsideAllocation, "page 2 is not allocated"))
+        #expect(try replica.table.pages(from: 0, count: 5).map(\.writeCount) == [0, 0, 0, 0, 0])
+
+        let good = [0, 1, 3, 4, 4].map { pageWrite(UInt64($0)) }
+        #expect(try replica.apply(.write(member: 1, pages: good, releaseLock: nil, releaseEpoch: 0)) == .written(pages: 5, releasedLock: false))
+        #expect(try replica.table.pages(from: 0, count: 5).map(\.writeCount) == [1, 1, 0, 1, 2])
+        let straddling = [1, 2, 3].map { pageWrite(UInt64($0)) }
+        #expect(try replica.apply(.write(member: 1, pages: straddling, releaseLock: nil, releaseEpoch: 0)).rejection?.code == .outsideAllocation)
+    }
+
     @Test func writeThatReleasesALockAppliesOnlyAtTheHeldEpoch() throws {
         let replica = try Replica()
         _ = try replica.allocate(4096)
