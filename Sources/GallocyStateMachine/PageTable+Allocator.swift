@@ -56,14 +56,7 @@ extension PageTable {
             .allocationInsert, companyValue, .unsigned(chosen.address), .unsigned(size), .unsigned(member), .unsigned(index))
 
         let pages = Self.pages(address: chosen.address, size: size, settings: settings)
-        let markAllocated = try statement(.pageMarkAllocated)
-        defer { markAllocated.reset() }
-        try markAllocated.bind(Int64(company), at: 1)
-        for page in pages {
-            try markAllocated.bind(page, at: 2)
-            try markAllocated.step()
-            markAllocated.reset()
-        }
+        try run(.pageMarkAllocated, companyValue, .unsigned(pages.lowerBound), .unsigned(pages.upperBound))
         return .allocated(address: chosen.address)
     }
 

@@ -53,8 +53,11 @@ extension PageTable {
                     WHERE company = ? AND address <= ? ORDER BY address DESC LIMIT 1
                     """
             case .pageMarkAllocated:
+                // Pages ?2...?3 of company ?1, in one statement: a large block has many pages.
+                // (`WHERE true` is how SQLite tells an upsert's ON CONFLICT from a join's ON.)
                 return """
-                    INSERT INTO pages (company, page, state, blocks) VALUES (?, ?, 'allocated', 1)
+                    WITH RECURSIVE covered(page) AS (SELECT ?2 UNION ALL SELECT page + 1 FROM covered WHERE page < ?3)
+                    INSERT INTO pages (company, page, state, blocks) SELECT ?1, page, 'allocated', 1 FROM covered WHERE true
                     ON CONFLICT (company, page) DO UPDATE SET blocks = blocks + 1, state = 'allocated'
                     """
             case .pagesUnmark:

@@ -76,19 +76,20 @@ private struct PageTableBench {
 
     /// Times `count` entries made by `body(i)`; every result must be applied (not rejected).
     private mutating func measure(
-        _ name: String, on table: PageTable, session: UInt64 = 1, _ body: (Int) -> CommandBody
+        _ name: String, on table: PageTable, session: UInt64 = 1, entries: Int? = nil, _ body: (Int) -> CommandBody
     ) throws -> Figure {
+        let entries = entries ?? count
         let clock = ContinuousClock()
         var rejected: ApplyResult?
         let start = clock.now
-        for i in 0..<count {
+        for i in 0..<entries {
             let result = try apply(table, body(i), session: session)
             if !result.isApplied { rejected = result }
         }
         let elapsed = clock.now - start
         if let rejected { throw ValidationError("benchmark case \(name) had a rejected entry: \(rejected)") }
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        return Figure(name: name, entries: count, seconds: seconds)
+        return Figure(name: name, entries: entries, seconds: seconds)
     }
 
     /// The time to compute the digest (canonical dump + CRC-32C) of the table of the last case.
@@ -146,6 +147,20 @@ private struct PageTableBench {
             }
         }
         figures.append(Figure(name: "free 64 B", entries: count, seconds: seconds(clock.now - start)))
+
+        // Large blocks: 1 MiB (256 pages each), fewer of them, then their frees.
+        table = try freshTable()
+        let large = max(1, count / 40)
+        var blocks: [UInt64] = []
+        start = clock.now
+        for _ in 0..<large {
+            guard case .allocated(let address) = try apply(table, .alloc(size: 1 << 20, member: 1)) else {
+                throw ValidationError("a 1 MiB allocation was rejected")
+            }
+            blocks.append(address)
+        }
+        figures.append(Figure(name: "alloc 1 MiB (256 pages)", entries: large, seconds: seconds(clock.now - start)))
+        figures.append(try measure("free 1 MiB (256 pages)", on: table, entries: large) { i in .free(address: blocks[i]) })
 
         // Locks: acquire distinct locks, then release them.
         table = try freshTable()
