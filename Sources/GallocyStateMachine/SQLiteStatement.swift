@@ -30,10 +30,11 @@ package final class SQLiteStatement {
         unsafeBitCast(OpaquePointer(bitPattern: -1), to: sqlite3_destructor_type.self)
     }
 
-    private func check(_ rc: Int32, _ what: String) throws(StateMachineError) {
+    /// `what` is an autoclosure: building the message on every bind would cost more than the bind.
+    private func check(_ rc: Int32, _ what: @autoclosure () -> String) throws(StateMachineError) {
         guard rc == SQLITE_OK else {
             throw StateMachineError(
-                .sqlite, "\(what) in `\(sql)`: \(String(cString: sqlite3_errmsg(connection)))", sqliteCode: rc)
+                .sqlite, "\(what()) in `\(sql)`: \(String(cString: sqlite3_errmsg(connection)))", sqliteCode: rc)
         }
     }
 
