@@ -13,6 +13,9 @@ package final class SQLiteDatabase {
     /// The connection handle, closed (`sqlite3_close_v2`) when this object goes away.
     package let handle: OpaquePointer
     var statementCache: [String: SQLiteStatement] = [:]
+    /// BEGIN, COMMIT and ROLLBACK, compiled on first use: every applied entry runs two of them.
+    /// They do not depend on the schema, so they survive `deserialize`.
+    private var transactionStatements: [SQLiteStatement?] = [nil, nil, nil]
 
     /// Opens a database (`sqlite3_open_v2`): `:memory:` by default, a private in-memory database.
     package init(path: String = ":memory:") throws(StateMachineError) {
@@ -130,13 +133,20 @@ package final class SQLiteDatabase {
     // MARK: Transactions
 
     /// `BEGIN`: opens a transaction. Prefer `transaction(_:)`.
-    package func begin() throws(StateMachineError) { try run("BEGIN") }
+    package func begin() throws(StateMachineError) { try run(try transactionStatement(0, "BEGIN"), []) }
     /// `COMMIT`.
-    package func commit() throws(StateMachineError) { try run("COMMIT") }
+    package func commit() throws(StateMachineError) { try run(try transactionStatement(1, "COMMIT"), []) }
     /// `ROLLBACK`; does nothing when no transaction is open (SQLite may already have rolled back
     /// after an error such as SQLITE_FULL).
     package func rollback() throws(StateMachineError) {
-        if isInTransaction { try run("ROLLBACK") }
+        if isInTransaction { try run(try transactionStatement(2, "ROLLBACK"), []) }
+    }
+
+    private func transactionStatement(_ slot: Int, _ sql: String) throws(StateMachineError) -> SQLiteStatement {
+        if let statement = transactionStatements[slot] { return statement }
+        let statement = try prepare(sql)
+        transactionStatements[slot] = statement
+        return statement
     }
 
     /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
