@@ -19,8 +19,9 @@ final class Replica {
 
     @discardableResult
     func apply(_ body: CommandBody, client: ClientTag = .none, company: Company = 0) throws -> ApplyResult {
-        let index = nextIndex
-        nextIndex += 1
+        // After a restore the table may be ahead of this replica's own count.
+        let index = max(nextIndex, (table.appliedIndex(company: company) ?? 0) + 1)
+        nextIndex = index + 1
         return try table.apply(Command(company: company, client: client, body: body), index: index)
     }
 
