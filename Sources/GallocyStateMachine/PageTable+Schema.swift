@@ -1,0 +1,139 @@
+extension PageTable {
+    /// The schema version, kept in `PRAGMA user_version` and checked when a snapshot is restored.
+    /// Raise it whenever `schema` changes.
+    package static let schemaVersion: Int32 = 1
+
+    /// The tables, in the order of the canonical dump, with the primary key each is ordered by.
+    package static let tables: [(name: String, primaryKey: String)] = [
+        ("settings", "company"),
+        ("progress", "company"),
+        ("pages", "company, page"),
+        ("allocations", "company, address"),
+        ("free_ranges", "company, address"),
+        ("locks", "company, name"),
+        ("leases", "company, page, member"),
+        ("barriers", "company, name"),
+        ("roots", "company, name"),
+        ("members", "company, id"),
+        ("sessions", "company, session"),
+    ]
+
+    // Every row carries its company. Unsigned 64-bit values (addresses, indexes, epochs, member
+    // ids, session ids) are stored as the Int64 with the same bits; addresses stay below 2^63
+    // (bootstrap refuses a heap that would not), so ordering by address is numeric.
+    // Keys follow the engine's lookups: every lookup is by (company, key) or a range of it, so
+    // WITHOUT ROWID tables clustered on that key need no secondary index.
+    static let schema = """
+        PRAGMA user_version = \(schemaVersion);
+
+        -- The bootstrap settings of each company (the first entry of its log).
+        CREATE TABLE settings (
+            company         INTEGER PRIMARY KEY,
+            cluster_id      INTEGER NOT NULL,
+            heap_base       INTEGER NOT NULL,
+            heap_size       INTEGER NOT NULL,
+            page_size       INTEGER NOT NULL,
+            bootstrap_index INTEGER NOT NULL
+        ) STRICT;
+
+        -- The last log index applied per company: a snapshot of the page table is as of this index.
+        CREATE TABLE progress (
+            company       INTEGER PRIMARY KEY,
+            applied_index INTEGER NOT NULL
+        ) STRICT;
+
+        -- Pages that are not plain zero memory. A page without a row is 'zero': never allocated,
+        -- or every block on it was freed (and the heap image zeroed it).
+        CREATE TABLE pages (
+            company          INTEGER NOT NULL,
+            page             INTEGER NOT NULL,
+            state            TEXT    NOT NULL CHECK (state IN ('zero', 'allocated')),
+            blocks           INTEGER NOT NULL CHECK (blocks >= 0), -- allocations overlapping the page
+            last_writer      INTEGER,
+            last_write_index INTEGER,
+            write_count      INTEGER NOT NULL DEFAULT 0,
+            lease_holder     INTEGER,                              -- page-lease mode: write lease
+            lease_epoch      INTEGER NOT NULL DEFAULT 0,
+            lease_expires_at INTEGER,
+            PRIMARY KEY (company, page)
+        ) STRICT, WITHOUT ROWID;
+
+        -- Allocated blocks. A block occupies [address, address + size rounded up to 8).
+        CREATE TABLE allocations (
+            company         INTEGER NOT NULL,
+            address         INTEGER NOT NULL,
+            size            INTEGER NOT NULL CHECK (size > 0),
+            member          INTEGER NOT NULL,
+            allocated_index INTEGER NOT NULL,
+            PRIMARY KEY (company, address)
+        ) STRICT, WITHOUT ROWID;
+
+        -- The free ranges of the heap, coalesced: with allocations they tile the heap exactly.
+        CREATE TABLE free_ranges (
+            company INTEGER NOT NULL,
+            address INTEGER NOT NULL,
+            size    INTEGER NOT NULL CHECK (size > 0),
+            PRIMARY KEY (company, address)
+        ) STRICT, WITHOUT ROWID;
+
+        -- Locks. A released lock keeps its row (holder NULL) so that its epoch stays monotonic.
+        CREATE TABLE locks (
+            company       INTEGER NOT NULL,
+            name          TEXT    NOT NULL,
+            holder        INTEGER,
+            epoch         INTEGER NOT NULL,
+            expires_at    INTEGER,            -- leader milliseconds
+            granted_index INTEGER,
+            PRIMARY KEY (company, name)
+        ) STRICT, WITHOUT ROWID;
+
+        -- Page-lease mode (a later issue): read leases per member; the write lease is on `pages`.
+        CREATE TABLE leases (
+            company       INTEGER NOT NULL,
+            page          INTEGER NOT NULL,
+            member        INTEGER NOT NULL,
+            mode          TEXT    NOT NULL CHECK (mode IN ('read', 'write')),
+            epoch         INTEGER NOT NULL,
+            expires_at    INTEGER,
+            granted_index INTEGER NOT NULL,
+            PRIMARY KEY (company, page, member)
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE barriers (
+            company      INTEGER NOT NULL,
+            name         TEXT    NOT NULL,
+            participants INTEGER NOT NULL,
+            arrived      INTEGER NOT NULL,    -- arrivals counted in the current generation
+            generation   INTEGER NOT NULL,    -- openings so far
+            opened_index INTEGER,             -- index of the entry that opened the last generation
+            PRIMARY KEY (company, name)
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE roots (
+            company   INTEGER NOT NULL,
+            name      TEXT    NOT NULL,
+            address   INTEGER NOT NULL,
+            set_index INTEGER NOT NULL,
+            PRIMARY KEY (company, name)
+        ) STRICT, WITHOUT ROWID;
+
+        -- Membership, written by the engine when it applies a membership change (`setMembers`).
+        CREATE TABLE members (
+            company INTEGER NOT NULL,
+            id      INTEGER NOT NULL,
+            role    TEXT,
+            address TEXT,
+            PRIMARY KEY (company, id)
+        ) STRICT, WITHOUT ROWID;
+
+        -- Client sessions: the last sequence applied and its result, so a retry is applied once.
+        CREATE TABLE sessions (
+            company       INTEGER NOT NULL,
+            session       INTEGER NOT NULL,
+            last_sequence INTEGER NOT NULL,
+            last_index    INTEGER NOT NULL,
+            result        BLOB    NOT NULL,   -- ApplyResult.encoded
+            PRIMARY KEY (company, session)
+        ) STRICT, WITHOUT ROWID;
+        """
+}
