@@ -13,6 +13,11 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // C shims over the Debian libraries; each module map also carries its link line.
@@ -35,7 +40,16 @@ let package = Package(
         // The engine: a member, wiring Raft to storage, transport, state machine and heap.
         .target(
             name: "Gallocy",
-            dependencies: ["GallocyRaft", "GallocyCodec", "GallocyStorage", "GallocyStateMachine", "GallocyRuntime"]
+            dependencies: [
+                "GallocyRaft", "GallocyCodec", "GallocyStorage", "GallocyStateMachine", "GallocyRuntime",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
         // The command-line tool: argument parsing and printing only.
         .executableTarget(
@@ -53,6 +67,17 @@ let package = Package(
             dependencies: ["GallocyStorage", "GallocyCodec", "GallocyRaft", "gallocy"]
         ),
         .testTarget(name: "GallocyStateMachineTests", dependencies: ["GallocyStateMachine", "GallocyCodec"]),
+        // Unit tests of the engine's parts (HTTP, transport) over real sockets on loopback.
+        .testTarget(
+            name: "GallocyTests",
+            dependencies: [
+                "Gallocy", "GallocyCodec", "GallocyRaft",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // Whole-system tests: real `gallocy node` processes on loopback.
+        .testTarget(name: "GallocyIntegrationTests", dependencies: ["gallocy", "GallocyCodec"]),
     ]
 )
 

@@ -2,6 +2,8 @@ import GallocyCodec
 import GallocyRaft
 import GallocyStateMachine
 import GallocyStorage
+import Logging
+import NIOCore
 
 /// The engine's version, printed by `gallocy --version`.
 public enum GallocyVersion {
