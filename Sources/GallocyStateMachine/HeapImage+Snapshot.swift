@@ -65,6 +65,7 @@ extension HeapImage {
         snapshot.bytes.withUnsafeBytes { buffer in
             let source = buffer.baseAddress.unsafelyUnwrapped
             for record in snapshot.pages {
+                touched.insert(record.page)
                 // Checked by Snapshot(decoding:): each record decompresses to exactly one page.
                 _ = LZ4_decompress_safe(
                     (source + record.offset).assumingMemoryBound(to: CChar.self),

@@ -33,6 +33,8 @@ package final class HeapImage {
     package let pageCount: Int
     /// True when the image mapped the memory itself and unmaps it on deinit.
     package let ownsMemory: Bool
+    /// The pages that may hold non-zero bytes (see `TouchedPages`).
+    var touched: TouchedPages
 
     /// A heap in a fresh anonymous mapping (`mmap(PROT_READ|PROT_WRITE,
     /// MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE)`): every byte reads as zero, and pages cost memory
@@ -49,12 +51,17 @@ package final class HeapImage {
         self.pageSize = pageSize
         self.pageCount = size / pageSize
         self.ownsMemory = true
+        self.touched = TouchedPages(count: size / pageSize, full: false)
     }
 
     /// A heap in memory owned by the caller: `settings.heapSize` writable bytes at `base`, which
     /// must stay mapped for the image's lifetime and be 8-byte aligned (page-aligned is best).
-    /// Its current content is the heap's content (a fresh memfd reads as zeros).
-    package init(base: UnsafeMutableRawPointer, settings: ClusterSettings) throws(StateMachineError) {
+    /// Its current content is the heap's content. With `initiallyZero` (a fresh memfd), the image
+    /// trusts that every byte is zero and from then on scans only the pages it writes; without
+    /// it, the first scans read every page.
+    package init(base: UnsafeMutableRawPointer, settings: ClusterSettings, initiallyZero: Bool = true)
+        throws(StateMachineError)
+    {
         let (size, pageSize) = try Self.check(settings)
         guard UInt(bitPattern: base) % 8 == 0 else {
             throw StateMachineError(.invalidArgument, "the heap region at \(base) is not 8-byte aligned")
@@ -65,6 +72,7 @@ package final class HeapImage {
         self.pageSize = pageSize
         self.pageCount = size / pageSize
         self.ownsMemory = false
+        self.touched = TouchedPages(count: size / pageSize, full: !initiallyZero)
     }
 
     deinit {
@@ -160,6 +168,7 @@ package final class HeapImage {
     /// writes (`PageDiff.apply(to:)`), so a failure here is a bug, never a corrupt heap page.
     func applyValidated(_ writes: [PageWrite]) throws(StateMachineError) {
         for write in writes {
+            touched.insert(Int(write.page))
             do {
                 try write.diff.apply(to: pageBytes(Int(write.page)))
             } catch {
@@ -172,6 +181,7 @@ package final class HeapImage {
     /// Writes `bytes` at `address` (for tests and tools; committed writes arrive as diffs).
     package func write(_ bytes: [UInt8], at address: UInt64) throws(StateMachineError) {
         let offset = try offset(of: address, length: UInt64(bytes.count))
+        noteWritten(offset: offset, count: bytes.count)
         bytes.withUnsafeBytes { source in
             guard let from = source.baseAddress else { return }
             (base + offset).copyMemory(from: from, byteCount: source.count)
@@ -211,6 +221,7 @@ package final class HeapImage {
     /// with one aligned store so that readers through another mapping never see half of it.
     package func store(word value: UInt64, at address: UInt64) throws(StateMachineError) {
         let offset = try wordOffset(address)
+        touched.insert(offset / pageSize)
         base.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt64.self)
     }
 
@@ -231,10 +242,10 @@ package final class HeapImage {
     // MARK: Zeroing
 
     /// Makes [address, address + length) read as zeros (a freed block, so that the next
-    /// allocation of that memory reads as zeros). Pages already zero are only read, never
-    /// written, so freeing memory that was never touched costs no memory; whole system pages of
-    /// an owned mapping are given back to the kernel (`madvise(MADV_DONTNEED)`, after which a
-    /// private anonymous mapping reads as zeros).
+    /// allocation of that memory reads as zeros). Only pages the image wrote are visited, and
+    /// bytes already zero are only read, never written, so freeing memory that was never written
+    /// costs nothing. Runs of whole pages of an owned mapping are given back to the kernel
+    /// (`madvise(MADV_DONTNEED)`, after which a private anonymous mapping reads as zeros).
     package func zero(address: UInt64, length: UInt64) throws(StateMachineError) {
         let offset = try offset(of: address, length: length)
         zero(offset: offset, count: Int(length))
@@ -245,38 +256,73 @@ package final class HeapImage {
         zero(offset: 0, count: size)
     }
 
+    /// Records that [address, address + length) may have been written by someone other than the
+    /// image (through another mapping of the same memory), so that scans look at those pages.
+    package func noteWritten(address: UInt64, length: UInt64) throws(StateMachineError) {
+        noteWritten(offset: try offset(of: address, length: length), count: Int(length))
+    }
+
+    private func noteWritten(offset: Int, count: Int) {
+        guard count > 0 else { return }
+        touched.insert(offset / pageSize..<(offset + count - 1) / pageSize + 1)
+    }
+
     private func zero(offset: Int, count: Int) {
         guard count > 0 else { return }
         let end = offset + count
-        var start = offset
-        if ownsMemory {
-            let systemPage = Self.systemPageSize
-            let first = (offset + systemPage - 1) / systemPage * systemPage
-            let last = end / systemPage * systemPage
-            // Only worth a system call for more than a few pages; smaller ranges are cleared below.
-            if last > first, last - first >= 16 * systemPage {
-                zeroByStores(offset: offset, count: first - offset)
-                if madvise(base + first, last - first, MADV_DONTNEED) == 0 {
-                    start = last
-                } else {
-                    start = first
-                }
-            }
+        // Whole pages first collected into runs, so that an owned mapping can drop a run with
+        // one madvise; partial pages at either end are cleared by stores.
+        var runStart = -1
+        var runEnd = -1
+        func flushRun() {
+            if runStart >= 0 { zeroWholePages(runStart..<runEnd) }
+            runStart = -1
         }
-        zeroByStores(offset: start, count: end - start)
+        // Collected first: the loop below takes pages out of `touched`.
+        var pages: [Int] = []
+        touched.forEach(in: offset / pageSize..<(end - 1) / pageSize + 1) { pages.append($0) }
+        for page in pages {
+            let pageStart = page * pageSize
+            let from = max(offset, pageStart)
+            let to = min(end, pageStart + pageSize)
+            if from == pageStart, to == pageStart + pageSize {
+                if runStart >= 0, runEnd == page {
+                    runEnd = page + 1
+                } else {
+                    flushRun()
+                    runStart = page
+                    runEnd = page + 1
+                }
+                continue
+            }
+            clearIfNonZero(offset: from, count: to - from)
+            if isZeroPage(page) { touched.remove(page) }
+        }
+        flushRun()
     }
 
-    /// Clears the range chunk by chunk (chunks end at page boundaries), skipping chunks that
-    /// already read as zero so that untouched memory is never written.
-    private func zeroByStores(offset: Int, count: Int) {
-        var position = offset
-        let end = offset + count
-        while position < end {
-            let chunkEnd = min(end, (position / pageSize + 1) * pageSize)
-            let chunk = UnsafeMutableRawBufferPointer(start: base + position, count: chunkEnd - position)
-            if !Self.isZero(UnsafeRawBufferPointer(chunk)) { chunk.initializeMemory(as: UInt8.self, repeating: 0) }
-            position = chunkEnd
+    /// Zeroes whole pages (all in `touched`) and takes them out of it.
+    private func zeroWholePages(_ pages: Range<Int>) {
+        let start = pages.lowerBound * pageSize
+        let count = pages.count * pageSize
+        let systemPage = Self.systemPageSize
+        // Only worth a system call for more than a few pages, and only where the kernel's pages
+        // line up with ours.
+        if ownsMemory, count >= 16 * systemPage, start % systemPage == 0, count % systemPage == 0,
+            madvise(base + start, count, MADV_DONTNEED) == 0
+        {
+            // Done: a private anonymous mapping reads as zeros after MADV_DONTNEED.
+        } else {
+            for page in pages { clearIfNonZero(offset: page * pageSize, count: pageSize) }
         }
+        for page in pages { touched.remove(page) }
+    }
+
+    /// Clears the bytes unless they already read as zero, so that a page is never dirtied in
+    /// vain.
+    private func clearIfNonZero(offset: Int, count: Int) {
+        let bytes = UnsafeMutableRawBufferPointer(start: base + offset, count: count)
+        if !Self.isZero(UnsafeRawBufferPointer(bytes)) { bytes.initializeMemory(as: UInt8.self, repeating: 0) }
     }
 
     private static let systemPageSize: Int = {
@@ -319,7 +365,8 @@ package final class HeapImage {
     /// Calls `body` with each page that holds a byte that is not zero, in page order, with its
     /// bytes (valid only inside `body`).
     package func forEachNonZeroPage<E: Error>(_ body: (Int, UnsafeRawBufferPointer) throws(E) -> Void) throws(E) {
-        for page in 0..<pageCount {
+        // Pages outside `touched` are zero: only those in it are read.
+        try touched.forEach(in: 0..<pageCount) { (page) throws(E) in
             let bytes = UnsafeRawBufferPointer(pageBytes(page))
             if !Self.isZero(bytes) { try body(page, bytes) }
         }

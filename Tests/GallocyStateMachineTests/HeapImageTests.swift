@@ -89,6 +89,11 @@ func answer(_ outcome: (ok: Bool, old: UInt64)) -> ApplyResult { .atomic(ok: out
         #expect(after[100..<(span - 200)].allSatisfy { $0 == 0 })
         #expect(Array(after[(span - 200)...]) == Array(bytes[(span - 200)...]))
         #expect(heap.nonZeroPages() == [0, 39])
+        // Only the pages that still hold data are left for scans to visit.
+        #expect(heap.touched.population == 2)
+        try heap.zero(address: base, length: testSettings.heapSize)
+        #expect(heap.touched.population == 0)
+        #expect(try heap.read(address: base, length: span).allSatisfy { $0 == 0 })
         #expect(throws: StateMachineError.self) { try heap.zero(address: base, length: testSettings.heapSize + 1) }
     }
 
@@ -107,6 +112,20 @@ func answer(_ outcome: (ok: Bool, old: UInt64)) -> ApplyResult { .atomic(ok: out
         #expect(region.load(fromByteOffset: pageSize + 7, as: UInt8.self) == 0)
         #expect(region.load(fromByteOffset: 2 * pageSize, as: UInt8.self) == 43)
         #expect(throws: StateMachineError.self) { try HeapImage(base: region + 1, settings: testSettings) }
+
+        // A region that already holds data: scans must read every page once.
+        region.storeBytes(of: 0x77, toByteOffset: 5 * pageSize + 3, as: UInt8.self)
+        let trusting = try HeapImage(base: region, settings: testSettings)
+        #expect(trusting.nonZeroPages() == [])
+        let scanning = try HeapImage(base: region, settings: testSettings, initiallyZero: false)
+        #expect(scanning.nonZeroPages() == [2, 5])
+        try scanning.zero(address: base, length: testSettings.heapSize)
+        #expect(scanning.nonZeroPages() == [])
+        #expect(region.load(fromByteOffset: 5 * pageSize + 3, as: UInt8.self) == 0)
+        // Writes made behind the image's back count once reported.
+        region.storeBytes(of: 0x66, toByteOffset: 7 * pageSize, as: UInt8.self)
+        try trusting.noteWritten(address: base + 7 * UInt64(pageSize), length: 1)
+        #expect(trusting.nonZeroPages() == [7])
     }
 
     @Test func theDigestDependsOnlyOnContent() throws {
