@@ -117,17 +117,20 @@ extension HeapImage {
             }
             let format = try reader.readUInt32("heap snapshot format")
             guard format == HeapImage.snapshotFormat else {
-                throw CodecError(.unknownVersion, "heap snapshot format \(format), this build reads \(HeapImage.snapshotFormat)")
+                throw CodecError(
+                    .unknownVersion, "heap snapshot format \(format), this build reads \(HeapImage.snapshotFormat)")
             }
             let settings = ClusterSettings(
                 clusterID: try reader.readUInt64("cluster id"), heapBase: try reader.readUInt64("heap base"),
                 heapSize: try reader.readUInt64("heap size"), pageSize: try reader.readUInt32("page size"))
             let pageSize = Int(settings.pageSize)
             guard pageSize >= 8, pageSize & (pageSize - 1) == 0, pageSize <= PageDiff.maxPageSize,
-                settings.heapSize > 0, settings.heapSize % UInt64(pageSize) == 0, settings.heapSize <= UInt64(Int.max / 2)
+                settings.heapSize > 0, settings.heapSize % UInt64(pageSize) == 0,
+                settings.heapSize <= UInt64(Int.max / 2)
             else {
                 throw CodecError(
-                    .invalidValue, "heap of \(settings.heapSize) bytes in pages of \(pageSize) is not a heap this build can hold")
+                    .invalidValue,
+                    "heap of \(settings.heapSize) bytes in pages of \(pageSize) is not a heap this build can hold")
             }
             let heapPages = Int(settings.heapSize) / pageSize
             let count = try reader.readUInt64("page count")
@@ -150,7 +153,8 @@ extension HeapImage {
                     }
                     let length = Int(try reader.readUInt32("compressed length of page \(rawPage)"))
                     guard length > 0, length <= bound else {
-                        throw CodecError(.lengthOutOfRange, "page \(rawPage) compressed to \(length) bytes, limit \(bound)")
+                        throw CodecError(
+                            .lengthOutOfRange, "page \(rawPage) compressed to \(length) bytes, limit \(bound)")
                     }
                     let offset = reader.offset
                     let compressed = try reader.readSlice(length, "compressed page \(rawPage)")
@@ -161,7 +165,8 @@ extension HeapImage {
                     guard produced == Int32(pageSize) else {
                         throw CodecError(
                             .invalidValue,
-                            "page \(rawPage) does not decompress to \(pageSize) bytes (LZ4_decompress_safe: \(produced))")
+                            "page \(rawPage) does not decompress to \(pageSize) bytes (LZ4_decompress_safe: \(produced))"
+                        )
                     }
                     previous = Int(rawPage)
                     pages.append((Int(rawPage), offset, length))

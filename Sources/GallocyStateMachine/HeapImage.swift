@@ -91,7 +91,8 @@ package final class HeapImage {
             settings.heapSize <= UInt64(Int.max / 2)
         else {
             throw StateMachineError(
-                .invalidArgument, "heap size \(settings.heapSize) is not a positive multiple of the page size \(pageSize)")
+                .invalidArgument,
+                "heap size \(settings.heapSize) is not a positive multiple of the page size \(pageSize)")
         }
         return (Int(settings.heapSize), pageSize)
     }
@@ -233,7 +234,8 @@ package final class HeapImage {
 
     private func wordOffset(_ address: UInt64) throws(StateMachineError) -> Int {
         guard address % 8 == 0 else {
-            throw StateMachineError(.invalidArgument, "the word at 0x\(String(address, radix: 16)) is not 8-byte aligned")
+            throw StateMachineError(
+                .invalidArgument, "the word at 0x\(String(address, radix: 16)) is not 8-byte aligned")
         }
         // heapBase is page-aligned and base 8-aligned, so the offset keeps the word aligned.
         return try offset(of: address, length: 8)

@@ -60,14 +60,16 @@ extension StateMachine {
         }
         guard parts.company == company else {
             throw StateMachineError(
-                .badSnapshot, "the snapshot is of company \(parts.company), this state machine holds company \(company)")
+                .badSnapshot, "the snapshot is of company \(parts.company), this state machine holds company \(company)"
+            )
         }
 
         let table = try PageTable(snapshot: parts.table)
         let tableSettings = table.settings(company: company)
         if let tableIndex = table.appliedIndex(company: company), tableIndex > parts.appliedIndex {
             throw StateMachineError(
-                .badSnapshot, "the page table has applied index \(tableIndex), beyond the snapshot's \(parts.appliedIndex)")
+                .badSnapshot,
+                "the page table has applied index \(tableIndex), beyond the snapshot's \(parts.appliedIndex)")
         }
         var restoredHeap: HeapImage?
         switch (tableSettings, parts.heap) {
@@ -89,7 +91,8 @@ extension StateMachine {
             try target.restore(from: heapSnapshot)
             restoredHeap = target
         case (nil, _?):
-            throw StateMachineError(.badSnapshot, "the snapshot has a heap but its page table has no bootstrap settings")
+            throw StateMachineError(
+                .badSnapshot, "the snapshot has a heap but its page table has no bootstrap settings")
         case (_?, nil):
             throw StateMachineError(.badSnapshot, "the snapshot's page table is bootstrapped but it has no heap")
         }
@@ -97,10 +100,10 @@ extension StateMachine {
     }
 
     private struct SnapshotParts {
-var company: Company
-var appliedIndex: UInt64
-var table: [UInt8]
-var heap: [UInt8]?
+        var company: Company
+        var appliedIndex: UInt64
+        var table: [UInt8]
+        var heap: [UInt8]?
     }
 
     private static func parseSnapshot(_ buffer: UnsafeRawBufferPointer) throws(CodecError) -> SnapshotParts {
@@ -112,7 +115,8 @@ var heap: [UInt8]?
         }
         let format = try reader.readUInt32("snapshot format")
         guard format == Self.snapshotFormat else {
-            throw CodecError(.unknownVersion, "state machine snapshot format \(format), this build reads \(Self.snapshotFormat)")
+            throw CodecError(
+                .unknownVersion, "state machine snapshot format \(format), this build reads \(Self.snapshotFormat)")
         }
         let company = try reader.readUInt32("company")
         let appliedIndex = try reader.readUInt64("applied index")

@@ -72,7 +72,8 @@ package final class StateMachine {
     package func apply(_ entry: Entry) throws(StateMachineError) -> AppliedEntry {
         guard entry.index > appliedIndex else {
             throw StateMachineError(
-                .indexOutOfOrder, "entry \(entry.index) applied after entry \(appliedIndex); apply each index once, in order")
+                .indexOutOfOrder,
+                "entry \(entry.index) applied after entry \(appliedIndex); apply each index once, in order")
         }
         var command: Command?
         let result: ApplyResult
@@ -117,7 +118,9 @@ package final class StateMachine {
             // Still a committed entry: it advances the applied index like a no-op.
             _ = try applyNoop(index: index)
             return .rejected(
-                Rejection(.invalidArgument, "command of company \(command.company); this state machine holds company \(company)"))
+                Rejection(
+                    .invalidArgument,
+                    "command of company \(command.company); this state machine holds company \(company)"))
         }
         var effect = HeapEffect.none
         let result = try pageTable.apply(command, index: index) { (outcome) throws(StateMachineError) -> ApplyResult in
@@ -139,7 +142,8 @@ package final class StateMachine {
             if let heap {
                 guard heap.settings == settings else {
                     throw StateMachineError(
-                        .invalidArgument, "the heap was made for \(heap.settings), the bootstrap entry says \(settings)")
+                        .invalidArgument, "the heap was made for \(heap.settings), the bootstrap entry says \(settings)"
+                    )
                 }
             } else {
                 // Made here, so that a heap that cannot be mapped leaves the bootstrap unapplied.

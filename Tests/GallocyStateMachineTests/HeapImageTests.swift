@@ -26,7 +26,9 @@ func answer(_ outcome: (ok: Bool, old: UInt64)) -> ApplyResult { .atomic(ok: out
     @Test func readsOutsideTheHeapAreRefused() throws {
         let heap = try HeapImage(settings: testSettings)
         let end = base + testSettings.heapSize
-        for (address, length) in [(base - 1, 1), (end, 1), (end - 4, 8), (UInt64.max, 1), (base, Int(testSettings.heapSize) + 1)] {
+        for (address, length) in [
+            (base - 1, 1), (end, 1), (end - 4, 8), (UInt64.max, 1), (base, Int(testSettings.heapSize) + 1),
+        ] {
             #expect(throws: StateMachineError.self) { try heap.read(address: address, length: length) }
         }
         #expect(try heap.read(address: end, length: 0) == [])
@@ -48,7 +50,8 @@ func answer(_ outcome: (ok: Bool, old: UInt64)) -> ApplyResult { .atomic(ok: out
         let heap = try HeapImage(settings: testSettings)
         let good = PageWrite(page: 3, diff: PageDiff(writing: [1, 2, 3], atOffset: 10))
         let corrupt = PageWrite(page: 4, diff: PageDiff(compressed: [0xFF, 0xFF, 0xFF], rawLength: 40))
-        let tooLong = PageWrite(page: 4, diff: PageDiff(writing: [UInt8](repeating: 7, count: 8), atOffset: pageSize - 4))
+        let tooLong = PageWrite(
+            page: 4, diff: PageDiff(writing: [UInt8](repeating: 7, count: 8), atOffset: pageSize - 4))
         let outside = PageWrite(page: 256, diff: PageDiff(writing: [1], atOffset: 0))
         for bad in [corrupt, tooLong, outside] {
             #expect(throws: StateMachineError.self) { try heap.apply([good, bad]) }
@@ -65,11 +68,17 @@ func answer(_ outcome: (ok: Bool, old: UInt64)) -> ApplyResult { .atomic(ok: out
         let word = base + 64
         #expect(answer(try heap.atomic(address: word, op: .add(5))) == .atomic(ok: true, old: 0))
         #expect(try heap.read(address: word, length: 8) == [5, 0, 0, 0, 0, 0, 0, 0])
-        #expect(answer(try heap.atomic(address: word, op: .compareAndSwap(expect: 4, value: 9))) == .atomic(ok: false, old: 5))
+        #expect(
+            answer(try heap.atomic(address: word, op: .compareAndSwap(expect: 4, value: 9)))
+                == .atomic(ok: false, old: 5))
         #expect(try heap.word(at: word) == 5)
-        #expect(answer(try heap.atomic(address: word, op: .compareAndSwap(expect: 5, value: 0x0102_0304_0506_0708))) == .atomic(ok: true, old: 5))
+        #expect(
+            answer(try heap.atomic(address: word, op: .compareAndSwap(expect: 5, value: 0x0102_0304_0506_0708)))
+                == .atomic(ok: true, old: 5))
         #expect(try heap.read(address: word, length: 8) == [8, 7, 6, 5, 4, 3, 2, 1])
-        #expect(answer(try heap.atomic(address: word, op: .swap(UInt64.max))) == .atomic(ok: true, old: 0x0102_0304_0506_0708))
+        #expect(
+            answer(try heap.atomic(address: word, op: .swap(UInt64.max)))
+                == .atomic(ok: true, old: 0x0102_0304_0506_0708))
         #expect(answer(try heap.atomic(address: word, op: .add(2))) == .atomic(ok: true, old: UInt64.max))
         #expect(try heap.word(at: word) == 1)
         #expect(throws: StateMachineError.self) { try heap.atomic(address: word + 4, op: .add(1)) }
@@ -182,7 +191,9 @@ func answer(_ outcome: (ok: Bool, old: UInt64)) -> ApplyResult { .atomic(ok: out
         #expect(throws: StateMachineError.self) { try heap.restore(from: flipped) }
         #expect(throws: StateMachineError.self) { try heap.restore(from: snapshot + [0]) }
         let otherSettings = ClusterSettings(clusterID: 7, heapBase: base, heapSize: 1 << 20, pageSize: 4096)
-        #expect(throws: StateMachineError.self) { try heap.restore(from: try HeapImage(settings: otherSettings).snapshot()) }
+        #expect(throws: StateMachineError.self) {
+            try heap.restore(from: try HeapImage(settings: otherSettings).snapshot())
+        }
         #expect(heap.digest() == digest)
     }
 

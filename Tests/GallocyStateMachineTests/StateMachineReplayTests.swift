@@ -23,7 +23,9 @@ struct LogGenerator {
 
     private mutating func chance(_ percent: UInt64) -> Bool { random.next() % 100 < percent }
     private mutating func pick(_ range: ClosedRange<UInt64>) -> UInt64 { UInt64.random(in: range, using: &random) }
-    private mutating func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8.random(in: 0...255, using: &random) } }
+    private mutating func bytes(_ count: Int) -> [UInt8] {
+        (0..<count).map { _ in UInt8.random(in: 0...255, using: &random) }
+    }
 
     /// The data of the next entry (nil: an empty entry) and its kind.
     mutating func next(state machine: StateMachine) throws -> (data: [UInt8], kind: Entry.Kind) {
@@ -95,7 +97,8 @@ struct LogGenerator {
                 contents[Int(target - pageStart)] = UInt8.random(in: 0...255, using: &random)
             }
             let diff = twin.withUnsafeBytes { t in contents.withUnsafeBytes { p in PageDiff.make(twin: t, page: p) } }
-            return .write(member: pick(1...3), pages: [PageWrite(page: page, diff: diff)], releaseLock: nil, releaseEpoch: 0)
+            return .write(
+                member: pick(1...3), pages: [PageWrite(page: page, diff: diff)], releaseLock: nil, releaseEpoch: 0)
         case ..<84:
             guard let block = randomBlock(), block.size >= 8 else { return .noop }
             var address = block.address + pick(0...(block.size - 8)) / 8 * 8
@@ -162,10 +165,13 @@ struct LogGenerator {
         for block in try a.pageTable.allocations() {
             #expect(
                 try heapA.read(address: block.address, length: Int(block.size))
-                    == heapB.read(address: block.address, length: Int(block.size)), "\(context): block at \(block.address)")
+                    == heapB.read(address: block.address, length: Int(block.size)),
+                "\(context): block at \(block.address)")
         }
         let size = Int(heapA.size)
-        #expect(try heapA.read(address: heapA.settings.heapBase, length: size) == heapB.read(address: heapB.settings.heapBase, length: size), "\(context)")
+        #expect(
+            try heapA.read(address: heapA.settings.heapBase, length: size)
+                == heapB.read(address: heapB.settings.heapBase, length: size), "\(context)")
     }
 
     /// Free memory must read as zero: every free range of the page table is zero in the heap.
@@ -173,7 +179,9 @@ struct LogGenerator {
         guard let heap = machine.heap else { return }
         for range in try machine.pageTable.freeRanges() {
             let bytes = try heap.read(address: range.address, length: Int(range.size))
-            #expect(bytes.allSatisfy { $0 == 0 }, "\(context): free range at 0x\(String(range.address, radix: 16)) holds data")
+            #expect(
+                bytes.allSatisfy { $0 == 0 },
+                "\(context): free range at 0x\(String(range.address, radix: 16)) holds data")
         }
     }
 
@@ -207,7 +215,9 @@ struct LogGenerator {
         }
         try expectFreeMemoryIsZero(leader, "seed \(seed)")
         let kinds = Set(results.compactMap { $0.command?.kindName })
-        #expect(kinds.isSuperset(of: ["alloc", "free", "write", "atomic", "lock_acquire", "barrier"]), "seed \(seed): \(kinds)")
+        #expect(
+            kinds.isSuperset(of: ["alloc", "free", "write", "atomic", "lock_acquire", "barrier"]),
+            "seed \(seed): \(kinds)")
         #expect(results.contains { $0.result.rejection?.code == .malformedCommand }, "seed \(seed)")
         #expect(results.contains { if case .atomic = $0.result { true } else { false } }, "seed \(seed)")
         #expect(generator.blocks.count > 3, "seed \(seed)")

@@ -55,7 +55,8 @@ func pageWrites(_ bytes: [UInt8], at address: UInt64, settings: ClusterSettings 
         let page = offset / pageSize
         let inPage = Int(offset % pageSize)
         let length = min(bytes.count - done, Int(pageSize) - inPage)
-        writes.append(PageWrite(page: page, diff: PageDiff(writing: Array(bytes[done..<done + length]), atOffset: inPage)))
+        writes.append(
+            PageWrite(page: page, diff: PageDiff(writing: Array(bytes[done..<done + length]), atOffset: inPage)))
         done += length
     }
     return writes
@@ -133,7 +134,9 @@ func pageWrites(_ bytes: [UInt8], at address: UInt64, settings: ClusterSettings 
         #expect(corrupt.rejection?.code == .malformedCommand)
         // A diff that runs past its page is just as invalid.
         writes[1] = PageWrite(page: writes[1].page, diff: PageDiff(writing: [1, 2, 3], atOffset: 4094))
-        #expect(try member.apply(.write(member: 1, pages: writes, releaseLock: nil, releaseEpoch: 0)).rejection?.code == .malformedCommand)
+        #expect(
+            try member.apply(.write(member: 1, pages: writes, releaseLock: nil, releaseEpoch: 0)).rejection?.code
+                == .malformedCommand)
         // A page that is not allocated.
         let outside = member.writeBody(bytes, at: block + 4096)
         #expect(try member.apply(outside).rejection?.code == .outsideAllocation)
@@ -170,16 +173,23 @@ func pageWrites(_ bytes: [UInt8], at address: UInt64, settings: ClusterSettings 
         let member = try Harness()
         let block = try member.allocate(64)
         let word = block + 8
-        #expect(try member.apply(.atomic(address: word, op: .compareAndSwap(expect: 0, value: 7))) == .atomic(ok: true, old: 0))
-        #expect(try member.apply(.atomic(address: word, op: .compareAndSwap(expect: 0, value: 9))) == .atomic(ok: false, old: 7))
+        #expect(
+            try member.apply(.atomic(address: word, op: .compareAndSwap(expect: 0, value: 7)))
+                == .atomic(ok: true, old: 0))
+        #expect(
+            try member.apply(.atomic(address: word, op: .compareAndSwap(expect: 0, value: 9)))
+                == .atomic(ok: false, old: 7))
         #expect(try member.apply(.atomic(address: word, op: .add(UInt64.max))) == .atomic(ok: true, old: 7))
         #expect(try member.apply(.atomic(address: word, op: .swap(0xFFFF_0000_0000_0001))) == .atomic(ok: true, old: 6))
         #expect(try member.read(word, 8) == [1, 0, 0, 0, 0, 0, 0xFF, 0xFF])
-        #expect(try member.apply(.atomic(address: word, op: .add(0xFFFF))) == .atomic(ok: true, old: 0xFFFF_0000_0000_0001))
+        #expect(
+            try member.apply(.atomic(address: word, op: .add(0xFFFF))) == .atomic(ok: true, old: 0xFFFF_0000_0000_0001))
         #expect(try member.machine.heap?.word(at: word) == 0xFFFF_0000_0001_0000)
         #expect(try member.apply(.atomic(address: word + 4, op: .add(1))).rejection?.code == .misaligned)
         #expect(try member.apply(.atomic(address: block + 64, op: .add(1))).rejection?.code == .outsideAllocation)
-        #expect(try member.apply(.atomic(address: base + testSettings.heapSize, op: .add(1))).rejection?.code == .outsideAllocation)
+        #expect(
+            try member.apply(.atomic(address: base + testSettings.heapSize, op: .add(1))).rejection?.code
+                == .outsideAllocation)
         #expect(try member.read(block + 64, 8).allSatisfy { $0 == 0 })
     }
 
@@ -205,9 +215,13 @@ func pageWrites(_ bytes: [UInt8], at address: UInt64, settings: ClusterSettings 
         let member = try Harness()
         let block = try member.allocate(16)
         let tag = ClientTag(session: 3, sequence: 1)
-        #expect(try member.apply(member.writeBody([1, 1, 1, 1], at: block), client: tag) == .written(pages: 1, releasedLock: false))
+        #expect(
+            try member.apply(member.writeBody([1, 1, 1, 1], at: block), client: tag)
+                == .written(pages: 1, releasedLock: false))
         try member.apply(member.writeBody([2, 2], at: block))
-        #expect(try member.apply(member.writeBody([1, 1, 1, 1], at: block), client: tag) == .written(pages: 1, releasedLock: false))
+        #expect(
+            try member.apply(member.writeBody([1, 1, 1, 1], at: block), client: tag)
+                == .written(pages: 1, releasedLock: false))
         #expect(try member.read(block, 4) == [2, 2, 1, 1])
         // A rejected write is remembered as rejected, and its retry changes nothing either.
         var bad = pageWrites([9], at: block)
@@ -222,12 +236,16 @@ func pageWrites(_ bytes: [UInt8], at address: UInt64, settings: ClusterSettings 
     @Test func aWriteThatReleasesAStaleLockChangesNothing() throws {
         let member = try Harness()
         let block = try member.allocate(8)
-        guard case .lockGranted(let epoch, _) = try member.apply(.lockAcquire(name: "L", member: 1, ttlMillis: 100, now: 0))
+        guard
+            case .lockGranted(let epoch, _) = try member.apply(
+                .lockAcquire(name: "L", member: 1, ttlMillis: 100, now: 0))
         else { throw TestFailure("no grant") }
-        let stale = CommandBody.write(member: 1, pages: pageWrites([5], at: block), releaseLock: "L", releaseEpoch: epoch + 1)
+        let stale = CommandBody.write(
+            member: 1, pages: pageWrites([5], at: block), releaseLock: "L", releaseEpoch: epoch + 1)
         #expect(try member.apply(stale).rejection?.code == .staleEpoch)
         #expect(try member.read(block, 1) == [0])
-        let good = CommandBody.write(member: 1, pages: pageWrites([5], at: block), releaseLock: "L", releaseEpoch: epoch)
+        let good = CommandBody.write(
+            member: 1, pages: pageWrites([5], at: block), releaseLock: "L", releaseEpoch: epoch)
         #expect(try member.apply(good) == .written(pages: 1, releasedLock: true))
         #expect(try member.read(block, 1) == [5])
     }
@@ -252,7 +270,9 @@ func pageWrites(_ bytes: [UInt8], at address: UInt64, settings: ClusterSettings 
         #expect(try restored.pageTable.canonicalDump() == member.machine.pageTable.canonicalDump())
         // The retry of the atomic is still answered from the restored session.
         let retry = Command(client: ClientTag(session: 1, sequence: 1), body: .atomic(address: block, op: .add(3)))
-        #expect(try restored.apply(retry, index: restored.appliedIndex + 1) == .atomic(ok: true, old: 0x322B_241D_160F_0801))
+        #expect(
+            try restored.apply(retry, index: restored.appliedIndex + 1) == .atomic(ok: true, old: 0x322B_241D_160F_0801)
+        )
 
         // A snapshot from before the bootstrap restores to no heap.
         let empty = try StateMachine()
