@@ -123,15 +123,8 @@ extension HeapImage {
             let settings = ClusterSettings(
                 clusterID: try reader.readUInt64("cluster id"), heapBase: try reader.readUInt64("heap base"),
                 heapSize: try reader.readUInt64("heap size"), pageSize: try reader.readUInt32("page size"))
+            if let problem = HeapImage.problem(with: settings) { throw CodecError(.invalidValue, problem) }
             let pageSize = Int(settings.pageSize)
-            guard pageSize >= 8, pageSize & (pageSize - 1) == 0, pageSize <= PageDiff.maxPageSize,
-                settings.heapSize > 0, settings.heapSize % UInt64(pageSize) == 0,
-                settings.heapSize <= UInt64(Int.max / 2)
-            else {
-                throw CodecError(
-                    .invalidValue,
-                    "heap of \(settings.heapSize) bytes in pages of \(pageSize) is not a heap this build can hold")
-            }
             let heapPages = Int(settings.heapSize) / pageSize
             let count = try reader.readUInt64("page count")
             guard count <= UInt64(heapPages), count <= UInt64(reader.remaining / HeapImage.pageRecordHeaderSize) else {

@@ -81,20 +81,34 @@ package final class HeapImage {
 
     /// The heap and page sizes as `Int`s, after checking that the settings describe a heap this
     /// process can hold (the page table checks the same rules when it applies the bootstrap).
+    /// The largest heap an image holds (1 TiB): far more than a member maps today, and small
+    /// enough that the mapping and the page bitmap always fit.
+    package static let maxHeapSize: UInt64 = 1 << 40
+    /// The most pages an image holds (its bitmap is then 32 MiB).
+    package static let maxPageCount: UInt64 = 1 << 28
+
+    /// Why no image can hold a heap with `settings`, or nil when one can. The rules are the
+    /// page table's plus fixed limits (`maxHeapSize`, `maxPageCount`, `PageDiff.maxPageSize`), so
+    /// every member reaches the same answer for the same bootstrap entry.
+    package static func problem(with settings: ClusterSettings) -> String? {
+        let pageSize = UInt64(settings.pageSize)
+        guard pageSize >= 8, pageSize & (pageSize - 1) == 0, pageSize <= UInt64(PageDiff.maxPageSize) else {
+            return "page size \(pageSize) is not a power of two in 8...\(PageDiff.maxPageSize)"
+        }
+        guard settings.heapSize > 0, settings.heapSize % pageSize == 0 else {
+            return "heap size \(settings.heapSize) is not a positive multiple of the page size \(pageSize)"
+        }
+        guard settings.heapSize <= maxHeapSize, settings.heapSize / pageSize <= maxPageCount else {
+            return "a heap of \(settings.heapSize) bytes in pages of \(pageSize) is more than an image holds "
+                + "(\(maxHeapSize) bytes, \(maxPageCount) pages)"
+        }
+        return nil
+    }
+
+    /// The heap and page sizes as `Int`s, after checking that an image can hold the heap.
     private static func check(_ settings: ClusterSettings) throws(StateMachineError) -> (size: Int, pageSize: Int) {
-        let pageSize = Int(settings.pageSize)
-        guard pageSize >= 8, pageSize & (pageSize - 1) == 0, pageSize <= PageDiff.maxPageSize else {
-            throw StateMachineError(
-                .invalidArgument, "page size \(pageSize) is not a power of two in 8...\(PageDiff.maxPageSize)")
-        }
-        guard settings.heapSize > 0, settings.heapSize % UInt64(pageSize) == 0,
-            settings.heapSize <= UInt64(Int.max / 2)
-        else {
-            throw StateMachineError(
-                .invalidArgument,
-                "heap size \(settings.heapSize) is not a positive multiple of the page size \(pageSize)")
-        }
-        return (Int(settings.heapSize), pageSize)
+        if let problem = problem(with: settings) { throw StateMachineError(.invalidArgument, problem) }
+        return (Int(settings.heapSize), Int(settings.pageSize))
     }
 
     // MARK: Addresses

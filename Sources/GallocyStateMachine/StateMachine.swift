@@ -146,7 +146,12 @@ package final class StateMachine {
                     )
                 }
             } else {
-                // Made here, so that a heap that cannot be mapped leaves the bootstrap unapplied.
+                // Settings the page table accepts but no image can hold are refused alike on
+                // every member; a heap that cannot be mapped here (a local failure) throws and
+                // leaves the bootstrap unapplied.
+                if let problem = HeapImage.problem(with: settings) {
+                    return .rejected(Rejection(.invalidSettings, problem))
+                }
                 effect = .create(try makeHeap(settings))
             }
             return outcome

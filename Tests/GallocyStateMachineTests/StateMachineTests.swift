@@ -81,6 +81,20 @@ func pageWrites(_ bytes: [UInt8], at address: UInt64, settings: ClusterSettings 
         #expect(member.machine.appliedIndex == 4)
     }
 
+    @Test func settingsNoImageCanHoldAreRejectedAlike() throws {
+        for settings in [
+            ClusterSettings(clusterID: 1, heapBase: 1 << 40, heapSize: 1 << 41, pageSize: 4096),
+            ClusterSettings(clusterID: 1, heapBase: 1 << 40, heapSize: 1 << 24, pageSize: 1 << 22),
+            ClusterSettings(clusterID: 1, heapBase: 1 << 40, heapSize: 1 << 32, pageSize: 8),
+        ] {
+            let harness = try Harness(settings: nil)
+            #expect(try harness.apply(.bootstrap(settings)).rejection?.code == .invalidSettings)
+            #expect(harness.machine.heap == nil)
+            #expect(harness.machine.settings == nil)
+            #expect(try harness.apply(.bootstrap(testSettings)) == .bootstrapped)
+        }
+    }
+
     @Test func aHeapThatCannotBeMadeLeavesTheBootstrapUnapplied() throws {
         let machine = try StateMachine(makeHeap: { settings throws(StateMachineError) in
             throw StateMachineError(.system, "no memory for \(settings.heapSize) bytes")
