@@ -144,13 +144,12 @@ package final class HeapImage {
 
     /// Calls `body` with the `length` bytes at `address`, without copying them; the buffer is
     /// valid only inside `body`, and only until the image is changed.
-    package func withBytes<R, E: Error>(
-        address: UInt64, length: Int, _ body: (UnsafeRawBufferPointer) throws(E) -> R
-    ) throws(StateMachineError) -> Result<R, E> {
+    package func withBytes<R>(address: UInt64, length: Int, _ body: (UnsafeRawBufferPointer) -> R)
+        throws(StateMachineError) -> R
+    {
         guard length >= 0 else { throw StateMachineError(.invalidArgument, "read of \(length) bytes") }
         let offset = try offset(of: address, length: UInt64(length))
-        let bytes = UnsafeRawBufferPointer(start: base + offset, count: length)
-        return Result { () throws(E) in try body(bytes) }
+        return body(UnsafeRawBufferPointer(start: base + offset, count: length))
     }
 
     // MARK: Writes
