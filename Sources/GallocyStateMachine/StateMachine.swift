@@ -166,6 +166,14 @@ package final class StateMachine {
             }
             effect = .write(pages)
             return outcome
+        case (.alloc(let size, _), .allocated(let address)):
+            // Free memory is zeroed when it is freed, but the page table checks writes per page,
+            // so a write checked by its proposer before a racing free of its block committed
+            // can still land in free bytes of a page that stays allocated. Zeroing the new
+            // block makes "an allocation reads as zeros" hold regardless; it reads only pages
+            // the heap has written, so a block in untouched memory costs nothing.
+            effect = .zero(address: address, length: (size + 7) & ~7)
+            return outcome
         case (.free, .freed(let address, let extent, _)):
             effect = .zero(address: address, length: extent)
             return outcome
