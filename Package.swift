@@ -34,7 +34,7 @@ let package = Package(
         // LMDB wrapper and the Raft storage on it.
         .target(name: "GallocyStorage", dependencies: ["CLMDB", "GallocyCodec", "GallocyRaft"]),
         // The deterministic state machine: SQLite page table, allocator, locks, heap image.
-        .target(name: "GallocyStateMachine", dependencies: ["CSQLite", "GallocyCodec"]),
+        .target(name: "GallocyStateMachine", dependencies: ["CSQLite", "CLZ4", "GallocyCodec", "GallocyRaft"]),
         // The shared heap of a process: mappings, fault service, twins, release/acquire.
         .target(name: "GallocyRuntime", dependencies: ["CGallocyRuntime", "GallocyStateMachine", "GallocyCodec"]),
         // The engine: a member, wiring Raft to storage, transport, state machine and heap.
@@ -66,7 +66,7 @@ let package = Package(
             name: "GallocyStorageTests",
             dependencies: ["GallocyStorage", "GallocyCodec", "GallocyRaft", "gallocy"]
         ),
-        .testTarget(name: "GallocyStateMachineTests", dependencies: ["GallocyStateMachine", "GallocyCodec"]),
+        .testTarget(name: "GallocyStateMachineTests", dependencies: ["GallocyStateMachine", "GallocyCodec", "GallocyRaft"]),
         // Unit tests of the engine's parts (HTTP, transport) over real sockets on loopback.
         .testTarget(
             name: "GallocyTests",

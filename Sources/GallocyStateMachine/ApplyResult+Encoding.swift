@@ -6,6 +6,7 @@ extension ApplyResult {
     private enum Tag: UInt8 {
         case bootstrapped = 1, noop, allocated, freed, written, atomicAccepted, lockGranted, lockBusy
         case lockReleased, lockExpired, barrier, rootSet, rejected
+        case atomic
     }
 
     /// The bytes stored for this result.
@@ -30,6 +31,10 @@ extension ApplyResult {
         case .atomicAccepted(let address):
             writer.write(Tag.atomicAccepted.rawValue)
             writer.writeVarint(address)
+        case .atomic(let ok, let old):
+            writer.write(Tag.atomic.rawValue)
+            writer.write(ok)
+            writer.writeVarint(old)
         case .lockGranted(let epoch, let expiresAt):
             writer.write(Tag.lockGranted.rawValue)
             writer.writeVarint(epoch)
@@ -87,6 +92,8 @@ extension ApplyResult {
             guard pages <= UInt64(Int.max) else { throw CodecError(.lengthOutOfRange, "page count \(pages)") }
             return .written(pages: Int(pages), releasedLock: try reader.readBool("released lock"))
         case .atomicAccepted: return .atomicAccepted(address: try reader.readVarint("address"))
+        case .atomic:
+            return .atomic(ok: try reader.readBool("atomic ok"), old: try reader.readVarint("atomic old value"))
         case .lockGranted:
             return .lockGranted(epoch: try reader.readVarint("epoch"), expiresAt: try reader.readVarint("expiry"))
         case .lockBusy:

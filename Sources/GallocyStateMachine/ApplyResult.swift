@@ -19,6 +19,12 @@ package enum ApplyResult: Sendable, Hashable {
     case written(pages: Int, releasedLock: Bool)
     /// An atomic operation's address is valid; the heap image performs the operation.
     case atomicAccepted(address: UInt64)
+    /// An atomic operation was performed on the word (8 bytes, little-endian) at its address:
+    /// `old` is the word before it; `ok` is false only for a compare-and-swap whose expected
+    /// value did not match (then the word is unchanged). The state machine turns the page
+    /// table's `.atomicAccepted` into this once the heap has done the operation, and this is
+    /// what a retried request gets again.
+    case atomic(ok: Bool, old: UInt64)
     /// The lock is held by the proposer at `epoch` until `expiresAt` (leader milliseconds).
     case lockGranted(epoch: UInt64, expiresAt: UInt64)
     /// The lock is held by `holder` at `epoch` until `expiresAt`; the acquire did not take it.
@@ -79,6 +85,10 @@ package struct Rejection: Sendable, Hashable, CustomStringConvertible {
         case staleRequest = 11
         /// A root address outside the heap, or another argument out of range (400).
         case invalidArgument = 12
+        /// The entry's data is not a command this build can decode, or a write carries a page
+        /// diff that does not fit its page (400). Every member decodes the same bytes the same
+        /// way, so every member rejects it alike.
+        case malformedCommand = 13
     }
 
     package var code: Code
@@ -98,7 +108,8 @@ package struct Rejection: Sendable, Hashable, CustomStringConvertible {
         case .settingsConflict, .staleEpoch, .staleRequest: return 409
         case .outOfSpace: return 413
         case .notAllocated: return 404
-        case .invalidSettings, .zeroSize, .outsideAllocation, .misaligned, .participantsMismatch, .invalidArgument:
+        case .invalidSettings, .zeroSize, .outsideAllocation, .misaligned, .participantsMismatch, .invalidArgument,
+            .malformedCommand:
             return 400
         }
     }

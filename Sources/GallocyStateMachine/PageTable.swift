@@ -49,6 +49,20 @@ package final class PageTable {
     /// Throws only for machinery failures (SQLite) and for an `index` not above the last one
     /// applied for the command's company; the page table is then unchanged.
     package func apply(_ command: Command, index: UInt64) throws(StateMachineError) -> ApplyResult {
+        try apply(command, index: index, finishing: { result throws(StateMachineError) in result })
+    }
+
+    /// Applies one committed command like `apply(_:index:)`, and lets the caller finish it inside
+    /// the same transaction: `finish` is called with the page table's outcome only when the
+    /// command is really performed (never for a retried request, which gets the stored result),
+    /// before the session row is written. What it returns is the command's result: it is stored
+    /// for the session, and a `.rejected` result rolls back everything the command did, just as
+    /// a rejection by the page table itself does. The state machine uses it to check the diffs of
+    /// a write against the heap and to put an atomic's outcome (`ok`, `old`) into the result
+    /// that a retried request will get. If `finish` throws, nothing changed.
+    package func apply(
+        _ command: Command, index: UInt64, finishing finish: (ApplyResult) throws(StateMachineError) -> ApplyResult
+    ) throws(StateMachineError) -> ApplyResult {
         let company = command.company
         if let last = appliedIndexCache[company], index <= last {
             throw StateMachineError(
@@ -60,7 +74,7 @@ package final class PageTable {
         try database.begin()
         let result: ApplyResult
         do {
-            result = try applyInTransaction(command, index: index)
+            result = try applyInTransaction(command, index: index, finish: finish)
             try database.commit()
         } catch {
             try? database.rollback()
@@ -79,7 +93,9 @@ package final class PageTable {
         return result
     }
 
-    private func applyInTransaction(_ command: Command, index: UInt64) throws(StateMachineError) -> ApplyResult {
+    private func applyInTransaction(
+        _ command: Command, index: UInt64, finish: (ApplyResult) throws(StateMachineError) -> ApplyResult
+    ) throws(StateMachineError) -> ApplyResult {
         let company = command.company
         let client = command.client
         let result: ApplyResult
@@ -96,7 +112,7 @@ package final class PageTable {
                     ))
             }
         } else {
-            let outcome = try perform(command.body, company: company, index: index)
+            let outcome = try finish(try perform(command.body, company: company, index: index))
             if !outcome.isApplied {
                 // A rejected command changes nothing: undo whatever it did before it was found
                 // invalid, then record only the session and the progress below.

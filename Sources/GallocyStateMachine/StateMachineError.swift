@@ -17,6 +17,11 @@ package struct StateMachineError: Error, Sendable, Hashable, CustomStringConvert
         case corruptTable
         /// An argument from the caller (not from the log) is out of range.
         case invalidArgument
+        /// The heap does not exist yet: no bootstrap entry has been applied (503: not ready).
+        case notBootstrapped
+        /// A system call failed (mapping the heap, writing an export); the message names it and
+        /// its errno.
+        case system
     }
 
     package var code: Code
