@@ -192,7 +192,7 @@ final class AcceptorHandler: ChannelInboundHandler {
 
     private func log(_ what: Logger.Message, _ reason: String) {
         let metadata: Logger.Metadata = ["remote": "\(remote)", "reason": "\(reason)"]
-        if transport.shouldWarn() {
+        if transport.shouldWarn(reason: reason) {
             transport.logger.warning(what, metadata: metadata)
         } else {
             transport.logger.debug(what, metadata: metadata)

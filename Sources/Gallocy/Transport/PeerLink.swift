@@ -72,6 +72,10 @@ final class PeerLink: Sendable {
 
     private var logger: Logger { transport.logger }
 
+    /// Linux `TCP_USER_TIMEOUT` (netinet/tcp.h), in milliseconds; NIO has no name for it.
+    private static let tcpUserTimeout = ChannelOptions.Types.SocketOption(
+        level: .tcp, name: NIOBSDSocket.Option(rawValue: 18))
+
     // MARK: - Sending
 
     /// Queues one frame and makes sure a drain is scheduled if the connection is ready.
@@ -146,10 +150,15 @@ final class PeerLink: Sendable {
         }
         guard let (generation, address) = attempt else { return }
         let config = transport.configuration
-        let future = ClientBootstrap(group: eventLoop)
+        var bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(config.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.writeBufferWaterMark, value: config.writeBufferWaterMark)
+        if let timeout = config.unacknowledgedDataTimeout {
+            bootstrap = bootstrap.channelOption(
+                Self.tcpUserTimeout, value: SocketOptionValue(clamping: max(1, timeout.nanoseconds / 1_000_000)))
+        }
+        let future = bootstrap
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(

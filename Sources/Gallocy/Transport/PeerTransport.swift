@@ -51,6 +51,8 @@ package final class PeerTransport: Sendable {
         /// Warnings about inbound connections logged in the current window (see `shouldWarn`).
         var warningsInWindow = 0
         var warningWindowStart = NIODeadline.uptimeNanoseconds(0)
+        /// When each recent reason was last warned about.
+        var warnedReasons: [String: NIODeadline] = [:]
     }
 
     private init(
@@ -271,17 +273,23 @@ package final class PeerTransport: Sendable {
         state.withLock { s in Double(s.jitter.next() >> 11) / Double(1 << 53) }
     }
 
-    /// Rate limit for warnings about inbound connections: one misbehaving client must not
-    /// flood the log. At most 10 warnings per 10 seconds; the rest go to debug.
-    func shouldWarn() -> Bool {
+    /// Whether a refused or broken inbound connection is logged at warning level: a peer that
+    /// redials with the same problem every second, or a scanner, must not flood the log. The
+    /// same reason is warned about once a minute, and at most 10 warnings go out per 10 seconds;
+    /// the rest go to debug.
+    func shouldWarn(reason: String) -> Bool {
         let now = NIODeadline.now()
         return state.withLock { s in
             if now - s.warningWindowStart > .seconds(10) {
                 s.warningWindowStart = now
                 s.warningsInWindow = 0
             }
+            if let last = s.warnedReasons[reason], now - last < .seconds(60) { return false }
+            if s.warnedReasons.count > 256 { s.warnedReasons.removeAll() }
             s.warningsInWindow += 1
-            return s.warningsInWindow <= 10
+            guard s.warningsInWindow <= 10 else { return false }
+            s.warnedReasons[reason] = now
+            return true
         }
     }
 }

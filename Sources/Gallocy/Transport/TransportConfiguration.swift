@@ -31,6 +31,11 @@ package struct TransportConfiguration: Sendable {
     package var handshakeTimeout: TimeAmount
     /// Give up on a TCP connect after this long (then back off and retry).
     package var connectTimeout: TimeAmount
+    /// Close an outbound connection whose sent bytes stay unacknowledged this long (Linux
+    /// `TCP_USER_TIMEOUT`), so that a peer or link that vanished without a FIN or RST is
+    /// noticed and redialed in seconds rather than after the kernel's many-minute retry.
+    /// Nil leaves the system default.
+    package var unacknowledgedDataTimeout: TimeAmount?
     /// The socket send-buffer bounds within which the transport keeps writing; above `high` it
     /// stops until the channel drains below `low` (NIO's writability).
     package var writeBufferWaterMark: ChannelOptions.Types.WriteBufferWaterMark
@@ -40,7 +45,7 @@ package struct TransportConfiguration: Sendable {
         maxQueuedMessages: Int = 4096, maxQueuedBytes: Int = 64 << 20,
         initialBackoff: TimeAmount = .milliseconds(20), maxBackoff: TimeAmount = .seconds(1),
         jitterSeed: UInt64? = nil, handshakeTimeout: TimeAmount = .seconds(5),
-        connectTimeout: TimeAmount = .seconds(2),
+        connectTimeout: TimeAmount = .seconds(2), unacknowledgedDataTimeout: TimeAmount? = .seconds(10),
         writeBufferWaterMark: ChannelOptions.Types.WriteBufferWaterMark = .init(low: 256 << 10, high: 1 << 20)
     ) {
         self.id = id
@@ -54,6 +59,7 @@ package struct TransportConfiguration: Sendable {
         self.jitterSeed = jitterSeed
         self.handshakeTimeout = handshakeTimeout
         self.connectTimeout = connectTimeout
+        self.unacknowledgedDataTimeout = unacknowledgedDataTimeout
         self.writeBufferWaterMark = writeBufferWaterMark
     }
 }
