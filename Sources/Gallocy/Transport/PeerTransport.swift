@@ -243,13 +243,24 @@ package final class PeerTransport: Sendable {
 
     var isClosed: Bool { state.withLock { $0.closed } }
 
-    /// Records an accepted connection so that shutdown can close it; false after shutdown.
+    /// Records an accepted connection so that shutdown can close it; false after shutdown or
+    /// when `maxInboundConnections` are already open.
     func registerInbound(_ channel: any Channel) -> Bool {
-        state.withLock { s in
-            guard !s.closed else { return false }
+        let (accepted, full) = state.withLock { s -> (Bool, Bool) in
+            guard !s.closed else { return (false, false) }
+            guard s.inbound.count < configuration.maxInboundConnections else {
+                s.refused += 1
+                return (false, true)
+            }
             s.inbound[ObjectIdentifier(channel)] = channel
-            return true
+            return (true, false)
         }
+        if full && shouldWarn(reason: "too many inbound connections") {
+            logger.warning(
+                "refused peer connection: too many inbound connections",
+                metadata: ["limit": "\(configuration.maxInboundConnections)"])
+        }
+        return accepted
     }
 
     func unregisterInbound(_ channel: any Channel) {

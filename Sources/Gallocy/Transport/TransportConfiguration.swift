@@ -36,6 +36,9 @@ package struct TransportConfiguration: Sendable {
     /// noticed and redialed in seconds rather than after the kernel's many-minute retry.
     /// Nil leaves the system default.
     package var unacknowledgedDataTimeout: TimeAmount?
+    /// The most inbound connections open at once (handshaking or established); more are
+    /// closed on arrival, so that a flood of connections cannot exhaust file descriptors.
+    package var maxInboundConnections: Int
     /// The socket send-buffer bounds within which the transport keeps writing; above `high` it
     /// stops until the channel drains below `low` (NIO's writability).
     package var writeBufferWaterMark: ChannelOptions.Types.WriteBufferWaterMark
@@ -46,6 +49,7 @@ package struct TransportConfiguration: Sendable {
         initialBackoff: TimeAmount = .milliseconds(20), maxBackoff: TimeAmount = .seconds(1),
         jitterSeed: UInt64? = nil, handshakeTimeout: TimeAmount = .seconds(5),
         connectTimeout: TimeAmount = .seconds(2), unacknowledgedDataTimeout: TimeAmount? = .seconds(10),
+        maxInboundConnections: Int = 1024,
         writeBufferWaterMark: ChannelOptions.Types.WriteBufferWaterMark = .init(low: 256 << 10, high: 1 << 20)
     ) {
         self.id = id
@@ -60,6 +64,7 @@ package struct TransportConfiguration: Sendable {
         self.handshakeTimeout = handshakeTimeout
         self.connectTimeout = connectTimeout
         self.unacknowledgedDataTimeout = unacknowledgedDataTimeout
+        self.maxInboundConnections = maxInboundConnections
         self.writeBufferWaterMark = writeBufferWaterMark
     }
 }
