@@ -225,6 +225,8 @@ final class PeerLink: Sendable {
 
     /// An attempt failed or a connection was lost: schedule the next attempt with back-off.
     private func attemptFailed(generation: UInt64, reason: String) {
+        // Drawn before taking this link's lock, so that no path holds both locks at once.
+        let jitter = transport.nextJitter()
         let plan: (delay: TimeAmount, address: PeerAddress, warn: Bool)? = state.withLock { s in
             guard s.generation == generation else { return nil }
             switch s.phase {
@@ -240,7 +242,7 @@ final class PeerLink: Sendable {
             s.flushScheduled = false
             let warn = s.lastProblem != reason
             s.lastProblem = reason
-            return (backoff(failures), s.address, warn)
+            return (transport.backoff.delay(afterFailures: failures, random: jitter), s.address, warn)
         }
         guard let plan else { return }
         let metadata: Logger.Metadata = [
@@ -259,10 +261,6 @@ final class PeerLink: Sendable {
             return true
         }
         if !stored { task.cancel() }
-    }
-
-    private func backoff(_ failures: Int) -> TimeAmount {
-        transport.backoff.delay(afterFailures: failures, random: transport.nextJitter())
     }
 
     private func retry(generation: UInt64) {
