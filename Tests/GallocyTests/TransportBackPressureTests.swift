@@ -27,8 +27,8 @@ struct TransportBackPressureTests {
         }
         let maxBytes = 2 << 20
         let a = try await startTransport(id: 1, inbox: TransportInbox()) { $0.maxQueuedBytes = maxBytes }
-        a.setPeer(id: 2, address: try address(of: b))
-        #expect(await waitUntil { a.metrics().peers[2]?.connectionsEstablished == 1 })
+        a.setPeer(id: 2, address: try listenAddress(of: b))
+        #expect(await transportWait { a.metrics().peers[2]?.connectionsEstablished == 1 })
 
         let total = 400
         let message = Message(type: .append, from: 1, to: 2, context: Array(repeating: 1, count: 60_000))
@@ -39,7 +39,7 @@ struct TransportBackPressureTests {
         }
         // 24 MB offered against a blocked reader: the socket fills, the channel turns
         // unwritable, and the queue sheds its oldest messages.
-        #expect(await waitUntil { (a.metrics().peers[2]?.drops ?? 0) > 0 })
+        #expect(await transportWait { (a.metrics().peers[2]?.drops ?? 0) > 0 })
         let stalled = try #require(a.metrics().peers[2])
         #expect(stalled.messagesSent < UInt64(total))
         #expect(stalled.queuedBytes <= maxBytes)
@@ -47,7 +47,7 @@ struct TransportBackPressureTests {
         gate.withLock { $0 = false }
         // Everything not dropped arrives once the receiver moves again.
         #expect(
-            await waitUntil(timeout: .seconds(30)) {
+            await transportWait(timeout: .seconds(30)) {
                 guard let c = a.metrics().peers[2] else { return false }
                 return c.queuedMessages == 0 && received.withLock { $0 } == Int(c.messagesSent)
             })
@@ -61,8 +61,8 @@ struct TransportBackPressureTests {
     @Test func inboundConnectionsBeyondTheLimitAreClosed() async throws {
         let b = try await startTransport(id: 2, inbox: TransportInbox()) { $0.maxInboundConnections = 2 }
         var sockets: [RawPeerSocket] = []
-        for _ in 0..<3 { sockets.append(try await RawPeerSocket.connect(to: try address(of: b))) }
-        #expect(await waitUntil { sockets[2].isClosed })
+        for _ in 0..<3 { sockets.append(try await RawPeerSocket.connect(to: try listenAddress(of: b))) }
+        #expect(await transportWait { sockets[2].isClosed })
         #expect(!sockets[0].isClosed && !sockets[1].isClosed)
         #expect(b.metrics().refusedConnections == 1)
         for socket in sockets { await socket.close() }

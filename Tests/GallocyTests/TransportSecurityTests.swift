@@ -11,44 +11,44 @@ struct TransportSecurityTests {
         let inboxB = TransportInbox()
         let a = try await startTransport(id: 1, inbox: TransportInbox())
         let b = try await startTransport(id: 2, inbox: inboxB)
-        a.setPeer(id: 2, address: try address(of: b))
-        a.send(probe(from: 1, to: 2, index: 1))
-        #expect(await waitUntil { inboxB.count == 1 })
+        a.setPeer(id: 2, address: try listenAddress(of: b))
+        a.send(probeMessage(from: 1, to: 2, index: 1))
+        #expect(await transportWait { inboxB.count == 1 })
 
         // Not our protocol at all: the length field reads as ~540 MB.
-        let http = try await RawPeerSocket.connect(to: try address(of: b))
+        let http = try await RawPeerSocket.connect(to: try listenAddress(of: b))
         try await http.write(Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
-        #expect(await waitUntil { http.isClosed })
+        #expect(await transportWait { http.isClosed })
 
         // A frame of a kind that does not exist.
-        let badKind = try await RawPeerSocket.connect(to: try address(of: b))
-        try await badKind.write(rawFrame(kind: 99, [1, 2, 3]))
-        #expect(await waitUntil { badKind.isClosed })
+        let badKind = try await RawPeerSocket.connect(to: try listenAddress(of: b))
+        try await badKind.write(rawTransportFrame(kind: 99, [1, 2, 3]))
+        #expect(await transportWait { badKind.isClosed })
 
         // A hello with the wrong magic.
-        let badHello = try await RawPeerSocket.connect(to: try address(of: b))
-        try await badHello.write(rawFrame(kind: TransportFrame.Kind.hello.rawValue, Array(repeating: 0x41, count: 61)))
-        #expect(await waitUntil { badHello.isClosed })
+        let badHello = try await RawPeerSocket.connect(to: try listenAddress(of: b))
+        try await badHello.write(rawTransportFrame(kind: TransportFrame.Kind.hello.rawValue, Array(repeating: 0x41, count: 61)))
+        #expect(await transportWait { badHello.isClosed })
 
         // A good handshake, then a message whose checksum does not match.
-        var corrupt = MessageCodec.encode(probe(from: 7, to: 2, index: 5))
+        var corrupt = MessageCodec.encode(probeMessage(from: 7, to: 2, index: 5))
         corrupt[3] ^= 0xFF
-        let badChecksum = try await RawPeerSocket.connect(to: try address(of: b))
+        let badChecksum = try await RawPeerSocket.connect(to: try listenAddress(of: b))
         try await badChecksum.write(
-            rawHandshake(from: 7, to: 2) + rawFrame(kind: TransportFrame.Kind.message.rawValue, corrupt))
-        #expect(await waitUntil { badChecksum.isClosed })
+            rawTransportHandshake(from: 7, to: 2) + rawTransportFrame(kind: TransportFrame.Kind.message.rawValue, corrupt))
+        #expect(await transportWait { badChecksum.isClosed })
 
         // A good handshake, then a length far beyond the message limit.
-        let badLength = try await RawPeerSocket.connect(to: try address(of: b))
-        try await badLength.write(rawHandshake(from: 7, to: 2) + [0xFF, 0xFF, 0xFF, 0xFF, 6])
-        #expect(await waitUntil { badLength.isClosed })
+        let badLength = try await RawPeerSocket.connect(to: try listenAddress(of: b))
+        try await badLength.write(rawTransportHandshake(from: 7, to: 2) + [0xFF, 0xFF, 0xFF, 0xFF, 6])
+        #expect(await transportWait { badLength.isClosed })
 
         // A good handshake, then a message that claims another sender.
-        let spoofed = try await RawPeerSocket.connect(to: try address(of: b))
+        let spoofed = try await RawPeerSocket.connect(to: try listenAddress(of: b))
         try await spoofed.write(
-            rawHandshake(from: 7, to: 2)
-                + rawFrame(kind: TransportFrame.Kind.message.rawValue, MessageCodec.encode(probe(from: 1, to: 2))))
-        #expect(await waitUntil { spoofed.isClosed })
+            rawTransportHandshake(from: 7, to: 2)
+                + rawTransportFrame(kind: TransportFrame.Kind.message.rawValue, MessageCodec.encode(probeMessage(from: 1, to: 2))))
+        #expect(await transportWait { spoofed.isClosed })
 
         let metrics = b.metrics()
         #expect(metrics.refusedConnections == 3)
@@ -56,13 +56,13 @@ struct TransportSecurityTests {
         #expect(inboxB.count == 1)
 
         // The existing connection was not disturbed, and new peers still get in.
-        a.send(probe(from: 1, to: 2, index: 2))
-        #expect(await waitUntil { inboxB.count == 2 })
+        a.send(probeMessage(from: 1, to: 2, index: 2))
+        #expect(await transportWait { inboxB.count == 2 })
         #expect(a.metrics().peers[2]?.connectionsEstablished == 1)
         let c = try await startTransport(id: 3, inbox: TransportInbox())
-        c.setPeer(id: 2, address: try address(of: b))
-        c.send(probe(from: 3, to: 2, index: 3))
-        #expect(await waitUntil { inboxB.count == 3 })
+        c.setPeer(id: 2, address: try listenAddress(of: b))
+        c.send(probeMessage(from: 3, to: 2, index: 3))
+        #expect(await transportWait { inboxB.count == 3 })
 
         for socket in [http, badKind, badHello, badChecksum, badLength, spoofed] { await socket.close() }
         await a.shutdown()
@@ -72,8 +72,8 @@ struct TransportSecurityTests {
 
     @Test func silentConnectionIsClosedAfterTheHandshakeTimeout() async throws {
         let b = try await startTransport(id: 2, inbox: TransportInbox()) { $0.handshakeTimeout = .milliseconds(200) }
-        let silent = try await RawPeerSocket.connect(to: try address(of: b))
-        #expect(await waitUntil { silent.isClosed })
+        let silent = try await RawPeerSocket.connect(to: try listenAddress(of: b))
+        #expect(await transportWait { silent.isClosed })
         #expect(b.metrics().refusedConnections == 1)
         await silent.close()
         await b.shutdown()
@@ -85,19 +85,19 @@ struct TransportSecurityTests {
         let a = try await startTransport(id: 1, clusterID: 11, inbox: TransportInbox())
         let b = try await startTransport(id: 2, clusterID: 22, inbox: inboxB)
         let c = try await startTransport(id: 3, clusterID: 0, inbox: inboxC)
-        a.setPeer(id: 2, address: try address(of: b))
-        a.setPeer(id: 3, address: try address(of: c))
-        a.send(probe(from: 1, to: 2))
-        a.send(probe(from: 1, to: 3))
+        a.setPeer(id: 2, address: try listenAddress(of: b))
+        a.setPeer(id: 3, address: try listenAddress(of: c))
+        a.send(probeMessage(from: 1, to: 2))
+        a.send(probeMessage(from: 1, to: 3))
         // Cluster id 0 (not yet known) is accepted; a different known id is refused.
-        #expect(await waitUntil { inboxC.count == 1 })
-        #expect(await waitUntil { b.metrics().refusedConnections >= 1 })
+        #expect(await transportWait { inboxC.count == 1 })
+        #expect(await transportWait { b.metrics().refusedConnections >= 1 })
         #expect(inboxB.count == 0)
         #expect(a.metrics().peers[2]?.connectionsEstablished == 0)
 
         // Once both agree, the redial gets through and the queued message is delivered.
         b.setClusterID(11)
-        #expect(await waitUntil { inboxB.count == 1 })
+        #expect(await transportWait { inboxB.count == 1 })
         await a.shutdown()
         await b.shutdown()
         await c.shutdown()
@@ -108,9 +108,9 @@ struct TransportSecurityTests {
         let a = try await startTransport(id: 1, inbox: TransportInbox())
         let b = try await startTransport(id: 2, inbox: inboxB)
         // A thinks member 3 lives at B's address.
-        a.setPeer(id: 3, address: try address(of: b))
-        a.send(probe(from: 1, to: 3))
-        #expect(await waitUntil { b.metrics().refusedConnections >= 1 })
+        a.setPeer(id: 3, address: try listenAddress(of: b))
+        a.send(probeMessage(from: 1, to: 3))
+        #expect(await transportWait { b.metrics().refusedConnections >= 1 })
         #expect(inboxB.count == 0)
         #expect(a.metrics().peers[3]?.connectionsEstablished == 0)
         await a.shutdown()
@@ -123,15 +123,15 @@ struct TransportSecurityTests {
         let a = try await startTransport(id: 1, secret: "correct horse", inbox: inboxA)
         let b = try await startTransport(id: 2, secret: "correct horse", inbox: inboxB)
         #expect(a.authenticatesPeers && b.authenticatesPeers)
-        a.setPeer(id: 2, address: try address(of: b))
-        b.setPeer(id: 1, address: try address(of: a))
+        a.setPeer(id: 2, address: try listenAddress(of: b))
+        b.setPeer(id: 1, address: try listenAddress(of: a))
         let data = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 >> 3) }
         let chunk = Message(
             type: .snapshot, from: 1, to: 2, term: 2,
             snapshot: SnapshotChunk(metadata: SnapshotMetadata(index: 9, term: 2), offset: 0, totalSize: UInt64(data.count), data: data, done: true))
         a.send(chunk)
-        b.send(probe(from: 2, to: 1, index: 4))
-        #expect(await waitUntil(timeout: .seconds(20)) { inboxB.count == 1 && inboxA.count == 1 })
+        b.send(probeMessage(from: 2, to: 1, index: 4))
+        #expect(await transportWait(timeout: .seconds(20)) { inboxB.count == 1 && inboxA.count == 1 })
         #expect(inboxB.all.first == chunk)
         #expect(inboxA.all.first?.index == 4)
         await a.shutdown()
@@ -144,11 +144,11 @@ struct TransportSecurityTests {
         let inboxB = TransportInbox()
         let a = try await startTransport(id: 1, secret: secretA, inbox: inboxA)
         let b = try await startTransport(id: 2, secret: secretB, inbox: inboxB)
-        a.setPeer(id: 2, address: try address(of: b))
-        b.setPeer(id: 1, address: try address(of: a))
-        a.send(probe(from: 1, to: 2))
-        b.send(probe(from: 2, to: 1))
-        #expect(await waitUntil { a.metrics().refusedConnections >= 1 && b.metrics().refusedConnections >= 1 })
+        a.setPeer(id: 2, address: try listenAddress(of: b))
+        b.setPeer(id: 1, address: try listenAddress(of: a))
+        a.send(probeMessage(from: 1, to: 2))
+        b.send(probeMessage(from: 2, to: 1))
+        #expect(await transportWait { a.metrics().refusedConnections >= 1 && b.metrics().refusedConnections >= 1 })
         #expect(inboxA.count == 0 && inboxB.count == 0)
         #expect(a.metrics().peers[2]?.connectionsEstablished == 0)
         #expect(b.metrics().peers[1]?.connectionsEstablished == 0)

@@ -17,7 +17,7 @@ final class TransportInbox: Sendable {
 
 /// Polls `condition` every few milliseconds until it holds or `timeout` passes; returns whether
 /// it held. Tests wait on conditions, never for a fixed time.
-func waitUntil(timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+func transportWait(timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
     let clock = ContinuousClock()
     let deadline = clock.now + timeout
     while clock.now < deadline {
@@ -42,12 +42,12 @@ func startTransport(
 }
 
 /// The loopback address a transport listens on.
-func address(of transport: PeerTransport) throws -> PeerAddress {
+func listenAddress(of transport: PeerTransport) throws -> PeerAddress {
     PeerAddress(host: "127.0.0.1", port: try #require(transport.localPort))
 }
 
 /// A small message from `from` to `to`, told apart by `index`.
-func probe(from: NodeID, to: NodeID, index: UInt64 = 0) -> Message {
+func probeMessage(from: NodeID, to: NodeID, index: UInt64 = 0) -> Message {
     Message(type: .heartbeat, from: from, to: to, term: 1, index: index)
 }
 
@@ -72,7 +72,7 @@ struct RawPeerSocket {
 }
 
 /// The bytes of one frame, written by hand for the garbage tests.
-func rawFrame(kind: UInt8, _ payload: [UInt8]) -> [UInt8] {
+func rawTransportFrame(kind: UInt8, _ payload: [UInt8]) -> [UInt8] {
     let length = UInt32(1 + payload.count)
     return [
         UInt8(truncatingIfNeeded: length), UInt8(truncatingIfNeeded: length >> 8),
@@ -82,10 +82,10 @@ func rawFrame(kind: UInt8, _ payload: [UInt8]) -> [UInt8] {
 
 /// A hello and an empty auth (the no-secret handshake) from `from` to `to`, sent in one go: the
 /// acceptor handles frames in order, so whatever follows is read as post-handshake traffic.
-func rawHandshake(from: NodeID, to: NodeID) -> [UInt8] {
+func rawTransportHandshake(from: NodeID, to: NodeID) -> [UInt8] {
     let hello = PeerHandshake.Hello(
         version: PeerHandshake.protocolVersion, clusterID: 0, from: from, to: to, hasSecret: false,
         nonce: PeerHandshake.makeNonce())
-    return rawFrame(kind: TransportFrame.Kind.hello.rawValue, PeerHandshake.encode(hello))
-        + rawFrame(kind: TransportFrame.Kind.auth.rawValue, [])
+    return rawTransportFrame(kind: TransportFrame.Kind.hello.rawValue, PeerHandshake.encode(hello))
+        + rawTransportFrame(kind: TransportFrame.Kind.auth.rawValue, [])
 }

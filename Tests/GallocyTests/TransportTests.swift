@@ -12,14 +12,14 @@ struct TransportTests {
         let inboxB = TransportInbox()
         let a = try await startTransport(id: 1, inbox: inboxA)
         let b = try await startTransport(id: 2, inbox: inboxB)
-        a.setPeer(id: 2, address: try address(of: b))
-        b.setPeer(id: 1, address: try address(of: a))
+        a.setPeer(id: 2, address: try listenAddress(of: b))
+        b.setPeer(id: 1, address: try listenAddress(of: a))
 
         for i in 0..<10 {
-            a.send(probe(from: 1, to: 2, index: UInt64(i)))
-            b.send(probe(from: 2, to: 1, index: UInt64(100 + i)))
+            a.send(probeMessage(from: 1, to: 2, index: UInt64(i)))
+            b.send(probeMessage(from: 2, to: 1, index: UInt64(100 + i)))
         }
-        #expect(await waitUntil { inboxA.count == 10 && inboxB.count == 10 })
+        #expect(await transportWait { inboxA.count == 10 && inboxB.count == 10 })
         #expect(inboxB.all.map(\.index) == Array(0..<10))
         #expect(inboxA.all.map(\.index) == Array(100..<110))
         #expect(inboxB.all.allSatisfy { $0.from == 1 && $0.to == 2 })
@@ -38,7 +38,7 @@ struct TransportTests {
         let inbox = TransportInbox()
         let a = try await startTransport(id: 1, inbox: TransportInbox())
         let b = try await startTransport(id: 2, inbox: inbox)
-        a.setPeer(id: 2, address: try address(of: b))
+        a.setPeer(id: 2, address: try listenAddress(of: b))
 
         let append = Message(
             type: .append, from: 1, to: 2, term: 7, logTerm: 6, index: 41,
@@ -57,7 +57,7 @@ struct TransportTests {
                 offset: 4096, totalSize: 10_000, data: Array(repeating: 0x5A, count: 4096), done: false))
         let sent = [append, rejected, chunk]
         a.send(sent)
-        #expect(await waitUntil { inbox.count == 3 })
+        #expect(await transportWait { inbox.count == 3 })
         #expect(inbox.all == sent)
         await a.shutdown()
         await b.shutdown()
@@ -69,15 +69,15 @@ struct TransportTests {
         for i in 0..<3 { transports.append(try await startTransport(id: NodeID(i + 1), inbox: inboxes[i])) }
         for (i, t) in transports.enumerated() {
             for (j, other) in transports.enumerated() where i != j {
-                t.setPeer(id: NodeID(j + 1), address: try address(of: other))
+                t.setPeer(id: NodeID(j + 1), address: try listenAddress(of: other))
             }
         }
         for (i, t) in transports.enumerated() {
             for j in 0..<3 where i != j {
-                t.send(probe(from: NodeID(i + 1), to: NodeID(j + 1), index: UInt64(i * 10 + j)))
+                t.send(probeMessage(from: NodeID(i + 1), to: NodeID(j + 1), index: UInt64(i * 10 + j)))
             }
         }
-        #expect(await waitUntil { inboxes.allSatisfy { $0.count == 2 } })
+        #expect(await transportWait { inboxes.allSatisfy { $0.count == 2 } })
         for (j, inbox) in inboxes.enumerated() {
             let senders = Set(inbox.all.map(\.from))
             #expect(senders == Set((1...3).map(NodeID.init)).subtracting([NodeID(j + 1)]))
@@ -90,12 +90,12 @@ struct TransportTests {
         let inbox = TransportInbox()
         let a = try await startTransport(id: 1, inbox: TransportInbox()) { $0.maxQueuedMessages = 100_000 }
         let b = try await startTransport(id: 2, inbox: inbox)
-        a.setPeer(id: 2, address: try address(of: b))
-        #expect(await waitUntil { a.metrics().peers[2]?.connectionsEstablished == 1 })
+        a.setPeer(id: 2, address: try listenAddress(of: b))
+        #expect(await transportWait { a.metrics().peers[2]?.connectionsEstablished == 1 })
 
         let count = 20_000
-        for i in 0..<count { a.send(probe(from: 1, to: 2, index: UInt64(i))) }
-        #expect(await waitUntil(timeout: .seconds(30)) { inbox.count == count })
+        for i in 0..<count { a.send(probeMessage(from: 1, to: 2, index: UInt64(i))) }
+        #expect(await transportWait(timeout: .seconds(30)) { inbox.count == count })
         #expect(inbox.all.map(\.index) == (0..<UInt64(count)).map { $0 })
         #expect(a.metrics().peers[2]?.drops == 0)
         await a.shutdown()
@@ -106,12 +106,12 @@ struct TransportTests {
         let inbox = TransportInbox()
         let a = try await startTransport(id: 1, inbox: TransportInbox())
         let b = try await startTransport(id: 2, inbox: inbox)
-        a.setPeer(id: 2, address: try address(of: b))
+        a.setPeer(id: 2, address: try listenAddress(of: b))
         let data = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
         let big = Message(type: .append, from: 1, to: 2, term: 3, entries: [Entry(term: 3, index: 1, data: data)])
         a.send(big)
-        a.send(probe(from: 1, to: 2, index: 9))
-        #expect(await waitUntil(timeout: .seconds(20)) { inbox.count == 2 })
+        a.send(probeMessage(from: 1, to: 2, index: 9))
+        #expect(await transportWait(timeout: .seconds(20)) { inbox.count == 2 })
         #expect(inbox.all.first == big)
         #expect(inbox.all.last?.index == 9)
         await a.shutdown()
@@ -123,9 +123,9 @@ struct TransportTests {
         let a = try await startTransport(id: 1, inbox: TransportInbox())
         let b = try await startTransport(id: 2, inbox: inboxB)
         let port = try #require(b.localPort)
-        a.setPeer(id: 2, address: try address(of: b))
-        a.send(probe(from: 1, to: 2, index: 1))
-        #expect(await waitUntil { inboxB.count == 1 })
+        a.setPeer(id: 2, address: try listenAddress(of: b))
+        a.send(probeMessage(from: 1, to: 2, index: 1))
+        #expect(await transportWait { inboxB.count == 1 })
 
         await b.shutdown()
         let inboxB2 = TransportInbox()
@@ -140,8 +140,8 @@ struct TransportTests {
         // Messages written into the dying connection are lost (Raft retries); keep sending
         // until the redialed connection delivers.
         var next: UInt64 = 2
-        let delivered = await waitUntil(timeout: .seconds(15)) {
-            a.send(probe(from: 1, to: 2, index: next))
+        let delivered = await transportWait(timeout: .seconds(15)) {
+            a.send(probeMessage(from: 1, to: 2, index: next))
             next += 1
             return inboxB2.count > 0
         }
@@ -158,15 +158,15 @@ struct TransportTests {
         let inboxNew = TransportInbox()
         let a = try await startTransport(id: 1, inbox: TransportInbox())
         let old = try await startTransport(id: 2, inbox: inboxOld)
-        a.setPeer(id: 2, address: try address(of: old))
-        a.send(probe(from: 1, to: 2, index: 1))
-        #expect(await waitUntil { inboxOld.count == 1 })
+        a.setPeer(id: 2, address: try listenAddress(of: old))
+        a.send(probeMessage(from: 1, to: 2, index: 1))
+        #expect(await transportWait { inboxOld.count == 1 })
 
         let moved = try await startTransport(id: 2, inbox: inboxNew)
-        a.setPeer(id: 2, address: try address(of: moved))
-        #expect(a.address(of: 2) == (try address(of: moved)))
-        a.send(probe(from: 1, to: 2, index: 2))
-        #expect(await waitUntil { inboxNew.count == 1 })
+        a.setPeer(id: 2, address: try listenAddress(of: moved))
+        #expect(a.address(of: 2) == (try listenAddress(of: moved)))
+        a.send(probeMessage(from: 1, to: 2, index: 2))
+        #expect(await transportWait { inboxNew.count == 1 })
         #expect(inboxOld.count == 1)
         await a.shutdown()
         await old.shutdown()
@@ -176,13 +176,13 @@ struct TransportTests {
     @Test func deadPeerQueueStaysBounded() async throws {
         // A port with nothing listening: bind one, then close it.
         let gone = try await startTransport(id: 9, inbox: TransportInbox())
-        let deadAddress = try address(of: gone)
+        let deadAddress = try listenAddress(of: gone)
         await gone.shutdown()
 
         let a = try await startTransport(id: 1, inbox: TransportInbox())
         a.setPeer(id: 2, address: deadAddress)
         let total = 100_000
-        for i in 0..<total { a.send(probe(from: 1, to: 2, index: UInt64(i))) }
+        for i in 0..<total { a.send(probeMessage(from: 1, to: 2, index: UInt64(i))) }
         let config = a.configuration
         let counters = try #require(a.metrics().peers[2])
         #expect(counters.queuedMessages <= config.maxQueuedMessages)
@@ -190,14 +190,14 @@ struct TransportTests {
         #expect(counters.drops == UInt64(total - counters.queuedMessages))
         #expect(counters.messagesSent == 0)
         // It keeps redialing with back-off, without connecting.
-        #expect(await waitUntil { (a.metrics().peers[2]?.reconnects ?? 0) >= 2 })
+        #expect(await transportWait { (a.metrics().peers[2]?.reconnects ?? 0) >= 2 })
         #expect(a.metrics().peers[2]?.connectionsEstablished == 0)
         await a.shutdown()
     }
 
     @Test func byteBoundLimitsTheQueueOfADeadPeer() async throws {
         let gone = try await startTransport(id: 9, inbox: TransportInbox())
-        let deadAddress = try address(of: gone)
+        let deadAddress = try listenAddress(of: gone)
         await gone.shutdown()
 
         let a = try await startTransport(id: 1, inbox: TransportInbox()) { $0.maxQueuedBytes = 256 << 10 }
@@ -214,14 +214,14 @@ struct TransportTests {
     @Test func unroutableMessagesAreDroppedAndCounted() async throws {
         let a = try await startTransport(id: 1, inbox: TransportInbox())
         let b = try await startTransport(id: 2, inbox: TransportInbox())
-        a.send(probe(from: 1, to: 5))
-        a.setPeer(id: 2, address: try address(of: b))
+        a.send(probeMessage(from: 1, to: 5))
+        a.setPeer(id: 2, address: try listenAddress(of: b))
         a.removePeer(id: 2)
-        a.send(probe(from: 1, to: 2))
+        a.send(probeMessage(from: 1, to: 2))
         #expect(a.metrics().droppedUnroutable == 2)
         #expect(a.address(of: 2) == nil)
         await a.shutdown()
-        a.send(probe(from: 1, to: 2))
+        a.send(probeMessage(from: 1, to: 2))
         await b.shutdown()
     }
 }

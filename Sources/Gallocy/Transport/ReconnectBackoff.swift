@@ -28,8 +28,8 @@ package struct ReconnectBackoff: Sendable {
     }
 }
 
-/// SplitMix64: a small seedable generator for back-off jitter (not for nonces).
-struct SplitMix64: RandomNumberGenerator, Sendable {
+/// SplitMix64, a small seedable generator for back-off jitter (not for nonces).
+struct JitterGenerator: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
     init(seed: UInt64) { state = seed }
