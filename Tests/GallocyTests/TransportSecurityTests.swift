@@ -27,7 +27,8 @@ struct TransportSecurityTests {
 
         // A hello with the wrong magic.
         let badHello = try await RawPeerSocket.connect(to: try listenAddress(of: b))
-        try await badHello.write(rawTransportFrame(kind: TransportFrame.Kind.hello.rawValue, Array(repeating: 0x41, count: 61)))
+        try await badHello.write(
+            rawTransportFrame(kind: TransportFrame.Kind.hello.rawValue, Array(repeating: 0x41, count: 61)))
         #expect(await transportWait { badHello.isClosed })
 
         // A good handshake, then a message whose checksum does not match.
@@ -35,7 +36,8 @@ struct TransportSecurityTests {
         corrupt[3] ^= 0xFF
         let badChecksum = try await RawPeerSocket.connect(to: try listenAddress(of: b))
         try await badChecksum.write(
-            rawTransportHandshake(from: 7, to: 2) + rawTransportFrame(kind: TransportFrame.Kind.message.rawValue, corrupt))
+            rawTransportHandshake(from: 7, to: 2)
+                + rawTransportFrame(kind: TransportFrame.Kind.message.rawValue, corrupt))
         #expect(await transportWait { badChecksum.isClosed })
 
         // A good handshake, then a length far beyond the message limit.
@@ -47,7 +49,8 @@ struct TransportSecurityTests {
         let spoofed = try await RawPeerSocket.connect(to: try listenAddress(of: b))
         try await spoofed.write(
             rawTransportHandshake(from: 7, to: 2)
-                + rawTransportFrame(kind: TransportFrame.Kind.message.rawValue, MessageCodec.encode(probeMessage(from: 1, to: 2))))
+                + rawTransportFrame(
+                    kind: TransportFrame.Kind.message.rawValue, MessageCodec.encode(probeMessage(from: 1, to: 2))))
         #expect(await transportWait { spoofed.isClosed })
 
         let metrics = b.metrics()
@@ -128,7 +131,9 @@ struct TransportSecurityTests {
         let data = (0..<(4 << 20)).map { UInt8(truncatingIfNeeded: $0 >> 3) }
         let chunk = Message(
             type: .snapshot, from: 1, to: 2, term: 2,
-            snapshot: SnapshotChunk(metadata: SnapshotMetadata(index: 9, term: 2), offset: 0, totalSize: UInt64(data.count), data: data, done: true))
+            snapshot: SnapshotChunk(
+                metadata: SnapshotMetadata(index: 9, term: 2), offset: 0, totalSize: UInt64(data.count), data: data,
+                done: true))
         a.send(chunk)
         b.send(probeMessage(from: 2, to: 1, index: 4))
         #expect(await transportWait(timeout: .seconds(20)) { inboxB.count == 1 && inboxA.count == 1 })

@@ -53,7 +53,8 @@ struct TransportTests {
         let chunk = Message(
             type: .snapshot, from: 1, to: 2, term: 7,
             snapshot: SnapshotChunk(
-                metadata: SnapshotMetadata(index: 100, term: 6, confState: ConfState(voters: [1, 2, 3], learners: [4])),
+                metadata: SnapshotMetadata(
+                    index: 100, term: 6, confState: ConfState(voters: [1, 2, 3], learners: [4])),
                 offset: 4096, totalSize: 10_000, data: Array(repeating: 0x5A, count: 4096), done: false))
         let sent = [append, rejected, chunk]
         a.send(sent)
@@ -126,8 +127,10 @@ struct TransportTests {
         a.setPeer(id: 2, address: try listenAddress(of: b))
         a.send(probeMessage(from: 1, to: 2, index: 1))
         #expect(await transportWait { inboxB.count == 1 })
+        #expect(a.isConnected(to: 2))
 
         await b.shutdown()
+        #expect(await transportWait { !a.isConnected(to: 2) })
         let inboxB2 = TransportInbox()
         var restarted: PeerTransport?
         // The port was just released; binding it again may need a moment on a busy machine.

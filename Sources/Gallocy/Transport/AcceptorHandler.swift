@@ -103,10 +103,12 @@ final class AcceptorHandler: ChannelInboundHandler {
             guard hello.version == PeerHandshake.protocolVersion else {
                 return refuse(
                     context: context,
-                    "peer speaks transport protocol \(hello.version), this member speaks \(PeerHandshake.protocolVersion)")
+                    "peer speaks transport protocol \(hello.version), this member speaks \(PeerHandshake.protocolVersion)"
+                )
             }
             guard hello.to == me else {
-                return refuse(context: context, "peer \(hello.from) dialed member \(hello.to), but this is member \(me)")
+                return refuse(
+                    context: context, "peer \(hello.from) dialed member \(hello.to), but this is member \(me)")
             }
             guard hello.from != 0, hello.from != me else {
                 return refuse(context: context, "peer claims id \(hello.from)")
@@ -148,7 +150,8 @@ final class AcceptorHandler: ChannelInboundHandler {
             timeout?.cancel()
             timeout = nil
             context.writeAndFlush(wrapOutboundOut(TransportFrame.encode(.accept, proof)), promise: nil)
-            transport.logger.debug("accepted peer connection", metadata: ["peer": "\(hello.from)", "remote": "\(remote)"])
+            transport.logger.debug(
+                "accepted peer connection", metadata: ["peer": "\(hello.from)", "remote": "\(remote)"])
 
         case (_, .refuse):
             let reason = frame.payload.getString(

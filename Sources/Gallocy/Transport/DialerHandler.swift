@@ -127,7 +127,8 @@ final class DialerHandler: ChannelInboundHandler {
             link.handshakeCompleted(context.channel, generation: generation)
 
         case (_, .refuse):
-            let reason = frame.payload.getString(at: frame.payload.readerIndex, length: min(frame.payload.readableBytes, 512))
+            let reason = frame.payload.getString(
+                at: frame.payload.readerIndex, length: min(frame.payload.readableBytes, 512))
             fail(context: context, "refused by peer: \(reason ?? "no reason given")", tell: false)
 
         default:

@@ -110,7 +110,8 @@ package enum PeerHandshake {
             let flags = try r.readUInt8("challenge flags")
             let nonce = try readNonce(&r, "challenge nonce")
             try r.expectEnd("challenge")
-            return Challenge(acceptorID: acceptor, clusterID: cluster, hasSecret: flags & hasSecretFlag != 0, nonce: nonce)
+            return Challenge(
+                acceptorID: acceptor, clusterID: cluster, hasSecret: flags & hasSecretFlag != 0, nonce: nonce)
         }
     }
 

@@ -60,6 +60,14 @@ final class PeerLink: Sendable {
 
     var address: PeerAddress { state.withLock { $0.address } }
 
+    /// True while a connection has completed its handshake.
+    var isReady: Bool {
+        state.withLock { s in
+            if case .ready = s.phase { return true }
+            return false
+        }
+    }
+
     /// Counters, with the current queue levels.
     var counters: PeerCounters {
         state.withLock { s in
@@ -158,7 +166,8 @@ final class PeerLink: Sendable {
             bootstrap = bootstrap.channelOption(
                 Self.tcpUserTimeout, value: SocketOptionValue(clamping: max(1, timeout.nanoseconds / 1_000_000)))
         }
-        let future = bootstrap
+        let future =
+            bootstrap
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(

@@ -19,9 +19,10 @@ import Synchronization
 /// event-loop tick, as far as the socket is writable. A lost connection is redialed with
 /// jittered exponential back-off. Bytes that break the protocol close only their connection.
 ///
-/// `onMessage` is called on a NIO event-loop thread, in arrival order per connection; it must
-/// return quickly (hand the message to the Raft driver's queue), because the connection does
-/// not read while it runs.
+/// `onMessage` is called on a NIO event-loop thread, in arrival order per connection; calls for
+/// different connections may run at the same time on different threads. It must return quickly
+/// (hand the message to the Raft driver's queue), because the connection does not read while it
+/// runs.
 package final class PeerTransport: Sendable {
     /// The configuration the transport was started with (`clusterID` may have changed since:
     /// see `clusterID`).
@@ -131,7 +132,11 @@ package final class PeerTransport: Sendable {
     /// stay queued. Our own id is ignored.
     package func setPeer(id: NodeID, address: PeerAddress) {
         guard id != configuration.id, id != 0 else { return }
-        enum Action { case none, start(PeerLink), update(PeerLink) }
+        enum Action {
+            case none
+            case start(PeerLink)
+            case update(PeerLink)
+        }
         let action: Action = state.withLock { s in
             guard !s.closed else { return .none }
             if let link = s.links[id] { return .update(link) }
@@ -165,6 +170,13 @@ package final class PeerTransport: Sendable {
     package func address(of id: NodeID) -> PeerAddress? {
         let link = state.withLock { $0.links[id] }
         return link?.address
+    }
+
+    /// True while the outbound connection to `id` has completed its handshake (messages for it
+    /// are being written rather than only queued).
+    package func isConnected(to id: NodeID) -> Bool {
+        let link = state.withLock { $0.links[id] }
+        return link?.isReady ?? false
     }
 
     /// Queues `message` for `message.to` and returns at once. It is dropped (and counted in
