@@ -86,8 +86,10 @@ package final class LMDBEnvironment: @unchecked Sendable {
         self.configuration = configuration
         let dataFile = path + "/data.mdb"
         let existingSize = Self.fileSize(dataFile)
-        if !configuration.readOnly, let existingSize, existingSize < 2 * Int(getpagesize()) {
+        if !configuration.readOnly, let existingSize, existingSize > 0, existingSize < 2 * Int(getpagesize()) {
             // LMDB would silently initialise a fresh, empty environment over a file this short.
+            // (An empty file is what a crash leaves between creating data.mdb and LMDB's first
+            // write of its two meta pages, which it writes at once: that one is fresh.)
             throw LMDBError(MDB_INVALID, "\(dataFile) is \(existingSize) bytes, too short to be an LMDB file (truncated?)")
         }
         var flags = UInt32(MDB_NOTLS)

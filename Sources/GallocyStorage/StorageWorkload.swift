@@ -1,0 +1,154 @@
+import GallocyCodec
+import GallocyRaft
+
+/// A deterministic stream of storage operations derived from a seed, shaped like a Raft host's:
+/// batches of entries of random counts and sizes, sometimes replacing an uncommitted suffix with
+/// entries of a new term, hard states whose term and commit move forward, and compactions.
+///
+/// The crash-safety test runs it in a child process (`gallocy internal append-child`) that it
+/// kills at random instants, and recomputes it from the same seed to know exactly what the
+/// directory must hold afterwards. The benchmark does not use it.
+package struct StorageWorkload: Sendable {
+    /// One operation, performed by one storage call (one transaction, one sync).
+    package enum Step: Sendable, Hashable {
+        case persist(entries: [Entry], hardState: HardState)
+        case compact(through: UInt64)
+    }
+
+    /// What the storage holds after the steps so far.
+    package struct Model: Sendable, Hashable {
+        /// The entries from `compactedIndex + 1` on.
+        package var entries: [Entry] = []
+        package var compactedIndex: UInt64 = 0
+        package var compactedTerm: UInt64 = 0
+        package var hardState = HardState.empty
+
+        package var lastIndex: UInt64 { compactedIndex + UInt64(entries.count) }
+        package var lastTerm: UInt64 { entries.last?.term ?? compactedTerm }
+    }
+
+    private var random: SplitMix64
+    package private(set) var model = Model()
+    package private(set) var stepsTaken = 0
+
+    package init(seed: UInt64) {
+        random = SplitMix64(seed: seed)
+    }
+
+    /// The next step; `model` becomes the state after it.
+    package mutating func next() -> Step {
+        stepsTaken += 1
+        let roll = random.below(100)
+        let commit = model.hardState.commit
+        if roll < 8 && commit > model.compactedIndex + 8 {
+            let through = model.compactedIndex + 1 + random.below(commit - model.compactedIndex)
+            let drop = Int(through - model.compactedIndex)
+            model.compactedTerm = model.entries[drop - 1].term
+            model.entries.removeFirst(drop)
+            model.compactedIndex = through
+            return .compact(through: through)
+        }
+        var term = max(model.hardState.term, 1)
+        var vote = model.hardState.vote
+        var start = model.lastIndex + 1
+        if roll < 23 && model.lastIndex > commit {
+            start = commit + 1 + random.below(model.lastIndex - commit)
+            term += 1
+            vote = random.below(4)
+        } else if roll < 30 {
+            term += 1
+            vote = random.below(4)
+        }
+        let countRoll = random.below(10)
+        let count = 1 + Int(countRoll < 6 ? random.below(8) : countRoll < 9 ? random.below(64) : random.below(300))
+        var entries: [Entry] = []
+        entries.reserveCapacity(count)
+        for k in 0..<count {
+            let sizeRoll = random.below(20)
+            let size = Int(sizeRoll < 12 ? random.below(64) : sizeRoll < 18 ? random.below(1024) : sizeRoll < 19 ? 4096 : 20_000 + random.below(50_000))
+            entries.append(Entry(term: term, index: start + UInt64(k), data: random.bytes(size)))
+        }
+        let newLast = start + UInt64(count) - 1
+        let hardState = HardState(term: term, vote: vote, commit: commit + random.below(newLast - commit + 1))
+        model.entries.removeLast(Int(model.lastIndex + 1 - start))
+        model.entries += entries
+        model.hardState = hardState
+        return .persist(entries: entries, hardState: hardState)
+    }
+
+    /// Performs `step` on `storage`.
+    package static func perform(_ step: Step, on storage: RaftStorage) throws(StorageError) {
+        switch step {
+        case let .persist(entries, hardState): try storage.persist(entries: entries, hardState: hardState)
+        case let .compact(through): try storage.compact(through: through)
+        }
+    }
+
+    /// A checksum of what `step` writes, printed with each acknowledgement so the test can tell
+    /// that it recomputed the same step.
+    package static func checksum(of step: Step) -> UInt32 {
+        var writer = ByteWriter()
+        switch step {
+        case let .persist(entries, hardState):
+            for entry in entries { EntryCodec.encode(entry, into: &writer) }
+            writer.write(hardState.term)
+            writer.write(hardState.vote)
+            writer.write(hardState.commit)
+        case let .compact(through):
+            writer.write(through)
+        }
+        return CRC32C.checksum(writer.bytes)
+    }
+
+    /// Why `storage` does not hold exactly `model`, or nil when it does.
+    package static func mismatch(between storage: RaftStorage, and model: Model) -> String? {
+        if storage.hardState != model.hardState { return "hard state \(storage.hardState), expected \(model.hardState)" }
+        if storage.compactedIndex != model.compactedIndex || storage.compactedTerm != model.compactedTerm {
+            return "compacted at \(storage.compactedIndex)/\(storage.compactedTerm), expected \(model.compactedIndex)/\(model.compactedTerm)"
+        }
+        if storage.lastIndex != model.lastIndex { return "last index \(storage.lastIndex), expected \(model.lastIndex)" }
+        do {
+            let stored = try storage.entries(from: model.compactedIndex + 1, to: model.lastIndex + 1)
+            if stored.count != model.entries.count { return "\(stored.count) entries, expected \(model.entries.count)" }
+            if let k = stored.indices.first(where: { stored[$0] != model.entries[$0] }) {
+                return "entry \(model.compactedIndex + 1 + UInt64(k)) differs"
+            }
+        } catch {
+            return "reading the log failed: \(error)"
+        }
+        return nil
+    }
+}
+
+/// SplitMix64: a tiny, fast, seedable generator whose output is fixed by its definition (so a
+/// seed means the same thing in every build).
+package struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+
+    package init(seed: UInt64) { state = seed }
+
+    package mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// A number in `0..<bound` (0 when `bound` is 0); the slight modulo bias does not matter here.
+    package mutating func below(_ bound: UInt64) -> UInt64 { bound == 0 ? 0 : next() % bound }
+
+    package mutating func bytes(_ count: Int) -> [UInt8] {
+        var result = [UInt8](repeating: 0, count: count)
+        var k = 0
+        while k < count {
+            var word = next()
+            for _ in 0..<min(8, count - k) {
+                result[k] = UInt8(truncatingIfNeeded: word)
+                word >>= 8
+                k += 1
+            }
+        }
+        return result
+    }
+}
