@@ -13,7 +13,26 @@ package struct StorageWorkload: Sendable {
     package enum Step: Sendable, Hashable {
         case persist(entries: [Entry], hardState: HardState)
         case compact(through: UInt64)
+        /// Write a snapshot of `size` bytes derived from `dataSeed`, in pieces with a flush after
+        /// each (several transactions), then finish it.
+        case snapshot(SnapshotModel, replacingLog: Bool)
     }
+
+    /// A snapshot the workload wrote: its metadata and how to recompute its bytes.
+    package struct SnapshotModel: Sendable, Hashable {
+        package var metadata: SnapshotMetadata
+        package var size: Int
+        package var dataSeed: UInt64
+
+        /// The snapshot's bytes.
+        package var data: [UInt8] {
+            var random = SplitMix64(seed: dataSeed)
+            return random.bytes(size)
+        }
+    }
+
+    /// The size of the pieces a snapshot is written in (each followed by a flush).
+    package static let snapshotPiece = 100_000
 
     /// What the storage holds after the steps so far.
     package struct Model: Sendable, Hashable {
@@ -22,6 +41,7 @@ package struct StorageWorkload: Sendable {
         package var compactedIndex: UInt64 = 0
         package var compactedTerm: UInt64 = 0
         package var hardState = HardState.empty
+        package var snapshot: SnapshotModel?
 
         package var lastIndex: UInt64 { compactedIndex + UInt64(entries.count) }
         package var lastTerm: UInt64 { entries.last?.term ?? compactedTerm }
@@ -48,6 +68,7 @@ package struct StorageWorkload: Sendable {
             model.compactedIndex = through
             return .compact(through: through)
         }
+        if roll >= 97 { return nextSnapshot() }
         var term = max(model.hardState.term, 1)
         var vote = model.hardState.vote
         var start = model.lastIndex + 1
@@ -76,11 +97,45 @@ package struct StorageWorkload: Sendable {
         return .persist(entries: entries, hardState: hardState)
     }
 
+    private mutating func nextSnapshot() -> Step {
+        let size = Int(random.below(4) == 0 ? random.below(1000) : random.below(1_500_000))
+        let dataSeed = random.next()
+        let conf = ConfState(voters: [1, 2, 3])
+        if random.below(3) == 0 {
+            // As a follower installs a leader's snapshot: past the end of the log, replacing it.
+            let index = model.lastIndex + 1 + random.below(50)
+            let term = max(model.hardState.term, 1)
+            let snapshot = SnapshotModel(metadata: SnapshotMetadata(index: index, term: term, confState: conf), size: size, dataSeed: dataSeed)
+            model.entries = []
+            model.compactedIndex = index
+            model.compactedTerm = term
+            model.hardState.term = term
+            model.hardState.commit = index
+            model.snapshot = snapshot
+            return .snapshot(snapshot, replacingLog: true)
+        }
+        // As a member snapshots its own applied state: at or below the commit index.
+        let low = max(model.snapshot?.metadata.index ?? 0, model.compactedIndex)
+        let index = low + random.below(model.hardState.commit - low + 1)
+        let term = index == model.compactedIndex ? model.compactedTerm : model.entries[Int(index - model.compactedIndex - 1)].term
+        let snapshot = SnapshotModel(metadata: SnapshotMetadata(index: index, term: term, confState: conf), size: size, dataSeed: dataSeed)
+        model.snapshot = snapshot
+        return .snapshot(snapshot, replacingLog: false)
+    }
+
     /// Performs `step` on `storage`.
     package static func perform(_ step: Step, on storage: RaftStorage) throws(StorageError) {
         switch step {
         case let .persist(entries, hardState): try storage.persist(entries: entries, hardState: hardState)
         case let .compact(through): try storage.compact(through: through)
+        case let .snapshot(snapshot, replacingLog):
+            let writer = try storage.beginSnapshot(snapshot.metadata)
+            let data = snapshot.data
+            for start in stride(from: 0, to: data.count, by: snapshotPiece) {
+                try writer.write(Array(data[start..<min(start + snapshotPiece, data.count)]))
+                try writer.flush()
+            }
+            try writer.finish(replacingLog: replacingLog)
         }
     }
 
@@ -96,6 +151,12 @@ package struct StorageWorkload: Sendable {
             writer.write(hardState.commit)
         case let .compact(through):
             writer.write(through)
+        case let .snapshot(snapshot, replacingLog):
+            writer.write(snapshot.metadata.index)
+            writer.write(snapshot.metadata.term)
+            writer.write(UInt64(snapshot.size))
+            writer.write(snapshot.dataSeed)
+            writer.write(replacingLog)
         }
         return CRC32C.checksum(writer.bytes)
     }
@@ -107,6 +168,18 @@ package struct StorageWorkload: Sendable {
             return "compacted at \(storage.compactedIndex)/\(storage.compactedTerm), expected \(model.compactedIndex)/\(model.compactedTerm)"
         }
         if storage.lastIndex != model.lastIndex { return "last index \(storage.lastIndex), expected \(model.lastIndex)" }
+        if storage.snapshot?.metadata != model.snapshot?.metadata {
+            return "snapshot \(String(describing: storage.snapshot?.metadata)), expected \(String(describing: model.snapshot?.metadata))"
+        }
+        if let expected = model.snapshot {
+            do {
+                guard let stored = try storage.readSnapshot(), stored.data == expected.data else {
+                    return "the snapshot's bytes differ"
+                }
+            } catch {
+                return "reading the snapshot failed: \(error)"
+            }
+        }
         do {
             let stored = try storage.entries(from: model.compactedIndex + 1, to: model.lastIndex + 1)
             if stored.count != model.entries.count { return "\(stored.count) entries, expected \(model.entries.count)" }

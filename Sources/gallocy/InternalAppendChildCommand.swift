@@ -13,11 +13,13 @@ struct InternalAppendChildCommand: ParsableCommand {
     @Option(help: "The workload's seed.") var seed: UInt64
     @Option(help: "Initial LMDB map size in bytes (small, so that the map grows under the workload).")
     var mapSize: Int = 256 << 10
+    @Option(help: "Snapshot chunk size in bytes (small, so that a snapshot takes many chunks).")
+    var snapshotChunkSize: Int = 64 << 10
     @Option(help: "Stop after this many steps (default: run until killed).") var steps: Int = .max
 
     func run() throws {
         do {
-            let storage = try RaftStorage(path: data, options: .init(mapSize: mapSize))
+            let storage = try RaftStorage(path: data, options: .init(mapSize: mapSize, snapshotChunkSize: snapshotChunkSize))
             var workload = StorageWorkload(seed: seed)
             while workload.stepsTaken < steps {
                 let step = workload.next()

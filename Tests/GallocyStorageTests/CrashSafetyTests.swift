@@ -15,6 +15,8 @@ import Testing
         var delays = SplitMix64(seed: baseSeed)
         var totalAcks = 0
         var mapGrowths = 0
+        var snapshotsAcknowledged = 0
+        var killsDuringSnapshot = 0
         for round in 0..<Self.kills {
             let seed = baseSeed &+ UInt64(round)
             let delayMicros = UInt32(delays.below(250_000))
@@ -34,11 +36,12 @@ import Testing
                     let step = workload.next()
                     let expected = ["ack", "\(k + 1)", "\(workload.model.lastIndex)", "\(workload.model.hardState.term)", "\(StorageWorkload.checksum(of: step))"]
                     try #require(ack.map(String.init) == expected, context)
+                    if case .snapshot = step { snapshotsAcknowledged += 1 }
                 }
                 totalAcks += acks.count
                 let acknowledged = workload.model
                 var unacknowledged = workload
-                _ = unacknowledged.next()
+                if case .snapshot = unacknowledged.next(), !acks.isEmpty { killsDuringSnapshot += 1 }
 
                 // What is on disk is the acknowledged state, or the one after it (durable, but the
                 // child died before it could say so); nothing in between, nothing torn.
@@ -62,6 +65,7 @@ import Testing
                 #expect(StorageWorkload.mismatch(between: storage, and: carryOn.model) == nil, context)
             }
         }
+        print("crash safety: \(Self.kills) kills, \(totalAcks) acknowledged steps (\(snapshotsAcknowledged) snapshots), \(killsDuringSnapshot) kills during or right after a snapshot, map grew in \(mapGrowths) runs; GALLOCY_SEED=\(baseSeed)")
         // The kills must have landed in the middle of real work, not all before the first ack.
         #expect(totalAcks > Self.kills, "only \(totalAcks) acknowledgements in \(Self.kills) runs (GALLOCY_SEED=\(baseSeed))")
         #expect(mapGrowths > 0, "the map never grew (GALLOCY_SEED=\(baseSeed))")
