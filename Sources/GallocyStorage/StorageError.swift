@@ -49,7 +49,7 @@ package struct StorageError: Error, Sendable, Hashable, CustomStringConvertible 
             case _ where error.isCorruption: .corrupted
             case MDB_MAP_FULL, ENOSPC: .full
             case ENOENT: .notFound
-            case EACCES where error.context.contains("read"), EROFS: .readOnly
+            case EROFS: .readOnly
             default: .io
             }
         self.init(code, error.description, lmdbCode: error.code)

@@ -90,10 +90,10 @@ package enum StorageVerifier {
     ) {
         do {
             try environment.read { txn in
-                var walk = Walk(txn: txn, log: log, meta: meta, snapshotDB: snapshot)
-                walk.checkMeta(&report)
-                walk.checkLog(&report)
-                walk.checkSnapshot(&report)
+                var walk = Walk(log: log, meta: meta, snapshotDB: snapshot)
+                walk.checkMeta(txn, &report)
+                walk.checkLog(txn, &report)
+                walk.checkSnapshot(txn, &report)
             }
         } catch {
             report.report("data.mdb", "LMDB failed while reading it: \(error)")
@@ -101,8 +101,7 @@ package enum StorageVerifier {
     }
 
     /// One verification pass inside one read transaction.
-    private struct Walk: ~Copyable {
-        let txn: LMDBTransaction
+    private struct Walk {
         let log: LMDBDatabase
         let meta: LMDBDatabase
         let snapshotDB: LMDBDatabase
@@ -110,18 +109,9 @@ package enum StorageVerifier {
         var hardState = HardState.empty
         var pointer: SnapshotPointer?
 
-        init(txn: borrowing LMDBTransaction, log: LMDBDatabase, meta: LMDBDatabase, snapshotDB: LMDBDatabase) {
-            // The walk only lives inside the closure that lends `txn`; it copies the handle, not
-            // the ownership (it never commits or aborts).
-            self.txn = LMDBTransaction(handle: txn.handle, isReadOnly: true)
-            self.log = log
-            self.meta = meta
-            self.snapshotDB = snapshotDB
-        }
-
         /// Reads one meta record, reporting a LMDB failure or a decode failure.
         private func record<T>(
-            _ key: [UInt8], _ report: inout VerificationReport, _ decode: (UnsafeRawBufferPointer) throws(CodecError) -> T
+            _ txn: borrowing LMDBTransaction, _ key: [UInt8], _ report: inout VerificationReport, _ decode: (UnsafeRawBufferPointer) throws(CodecError) -> T
         ) -> T? {
             let name = "meta " + String(decoding: key, as: UTF8.self)
             do {
@@ -135,23 +125,23 @@ package enum StorageVerifier {
             return nil
         }
 
-        mutating func checkMeta(_ report: inout VerificationReport) {
+        mutating func checkMeta(_ txn: borrowing LMDBTransaction, _ report: inout VerificationReport) {
             let before = report.problems.count
-            if let version = record(StorageLayout.formatKey, &report, StorageRecordCodec.decodeFormat) {
+            if let version = record(txn, StorageLayout.formatKey, &report, StorageRecordCodec.decodeFormat) {
                 if version != StorageLayout.layoutVersion {
                     report.report("meta format", "layout version \(version), this build knows \(StorageLayout.layoutVersion)")
                 }
             } else if report.problems.count == before {
                 report.report("meta format", "missing: this is not a Gallocy data directory, or its metadata was lost")
             }
-            compaction = record(StorageLayout.compactionKey, &report, StorageRecordCodec.decodeCompactionPoint) ?? .none
-            hardState = record(StorageLayout.hardStateKey, &report, StorageRecordCodec.decodeHardState) ?? .empty
-            _ = record(StorageLayout.settingsKey, &report, StorageRecordCodec.decodeSettings)
-            _ = record(StorageLayout.confStateKey, &report, StorageRecordCodec.decodeConfState)
-            pointer = record(StorageLayout.snapshotPointerKey, &report, StorageRecordCodec.decodeSnapshotPointer)
+            compaction = record(txn, StorageLayout.compactionKey, &report, StorageRecordCodec.decodeCompactionPoint) ?? .none
+            hardState = record(txn, StorageLayout.hardStateKey, &report, StorageRecordCodec.decodeHardState) ?? .empty
+            _ = record(txn, StorageLayout.settingsKey, &report, StorageRecordCodec.decodeSettings)
+            _ = record(txn, StorageLayout.confStateKey, &report, StorageRecordCodec.decodeConfState)
+            pointer = record(txn, StorageLayout.snapshotPointerKey, &report, StorageRecordCodec.decodeSnapshotPointer)
         }
 
-        mutating func checkLog(_ report: inout VerificationReport) {
+        mutating func checkLog(_ txn: borrowing LMDBTransaction, _ report: inout VerificationReport) {
             report.firstIndex = compaction.index + 1
             var expected = compaction.index + 1
             var previousTerm = compaction.term
@@ -210,7 +200,7 @@ package enum StorageVerifier {
             }
         }
 
-        mutating func checkSnapshot(_ report: inout VerificationReport) {
+        mutating func checkSnapshot(_ txn: borrowing LMDBTransaction, _ report: inout VerificationReport) {
             guard let pointer else { return }
             let record = "snapshot \(pointer.id)"
             do {

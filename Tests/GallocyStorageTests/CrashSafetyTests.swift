@@ -71,3 +71,30 @@ import Testing
         #expect(mapGrowths > 0, "the map never grew (GALLOCY_SEED=\(baseSeed))")
     }
 }
+
+/// An offline reader (the log tool) on the directory of a running member.
+@Suite struct ConcurrentReaderTests {
+    @Test func readOnlyReaderFollowsAWriterProcessThatGrowsTheMap() throws {
+        try withTemporaryDirectory { path in
+            let child = try ChildProcess(["internal", "append-child", "--data", path, "--seed", "11", "--steps", "400"])
+            let first = try #require(child.readLine())
+            #expect(first.hasPrefix("ack 1 "))
+            let environment = try LMDBEnvironment(path: path, configuration: .init(maxDatabases: 4, readOnly: true))
+            let log = try environment.openDatabase("log", create: false)
+            let openedWith = environment.mapSize
+            var reads = 0
+            var lastSeen = 0
+            // Read while the child appends (its map starts at 256 KiB and grows many times).
+            while child.readLine() != nil {
+                lastSeen = try environment.read { txn in try txn.count(in: log) }
+                reads += 1
+                if reads % 50 == 0 { #expect(try StorageVerifier.verify(directory: path).isIntact) }
+            }
+            #expect(child.exitCode == 0)
+            #expect(environment.mapSize > openedWith, "the reader adopted the writer's larger map")
+            #expect(lastSeen > 0)
+            let report = try StorageVerifier.verify(directory: path)
+            #expect(report.isIntact, "\(report)")
+        }
+    }
+}
