@@ -34,7 +34,8 @@ package final class DataDirectory: Sendable {
             close(fd)
             if code == EWOULDBLOCK {
                 let who = holder.map { "pid \($0)" } ?? "pid unknown"
-                throw StorageError(.inUse, "data directory \(path) is in use by another process (\(who))", lmdbCode: code)
+                throw StorageError(
+                    .inUse, "data directory \(path) is in use by another process (\(who))", lmdbCode: code)
             }
             throw StorageError(.io, "cannot lock \(lockPath): \(String(cString: strerror(code)))", lmdbCode: code)
         }

@@ -90,7 +90,8 @@ package final class LMDBEnvironment: @unchecked Sendable {
             // LMDB would silently initialise a fresh, empty environment over a file this short.
             // (An empty file is what a crash leaves between creating data.mdb and LMDB's first
             // write of its two meta pages, which it writes at once: that one is fresh.)
-            throw LMDBError(MDB_INVALID, "\(dataFile) is \(existingSize) bytes, too short to be an LMDB file (truncated?)")
+            throw LMDBError(
+                MDB_INVALID, "\(dataFile) is \(existingSize) bytes, too short to be an LMDB file (truncated?)")
         }
         var flags = UInt32(MDB_NOTLS)
         if configuration.readOnly { flags |= UInt32(MDB_RDONLY) }
@@ -113,7 +114,9 @@ package final class LMDBEnvironment: @unchecked Sendable {
         currentMapSize = Atomic(info.me_mapsize)
     }
 
-    private static func open(_ path: String, flags: UInt32, _ configuration: Configuration) throws(LMDBError) -> OpaquePointer {
+    private static func open(_ path: String, flags: UInt32, _ configuration: Configuration) throws(LMDBError)
+        -> OpaquePointer
+    {
         var env: OpaquePointer?
         try LMDBError.check(mdb_env_create(&env), "creating an LMDB environment")
         guard let env else { throw LMDBError(ENOMEM, "creating an LMDB environment") }
@@ -132,13 +135,17 @@ package final class LMDBEnvironment: @unchecked Sendable {
         return env
     }
 
-    private static func checkFileCoversLastTransaction(_ env: OpaquePointer, _ dataFile: String, lastPage: Int) throws(LMDBError) {
+    private static func checkFileCoversLastTransaction(_ env: OpaquePointer, _ dataFile: String, lastPage: Int)
+        throws(LMDBError)
+    {
         var stat = MDB_stat()
         try LMDBError.check(mdb_env_stat(env, &stat), "reading the page size of \(dataFile)")
         let needed = (lastPage + 1) * Int(stat.ms_psize)
         guard let size = fileSize(dataFile) else { throw LMDBError(ENOENT, "finding \(dataFile)") }
         if size < needed {
-            throw LMDBError(MDB_CORRUPTED, "\(dataFile) is \(size) bytes but its last transaction uses \(needed): the file is truncated")
+            throw LMDBError(
+                MDB_CORRUPTED,
+                "\(dataFile) is \(size) bytes but its last transaction uses \(needed): the file is truncated")
         }
     }
 
@@ -208,7 +215,8 @@ package final class LMDBEnvironment: @unchecked Sendable {
     /// opened inside it permanent.
     private func readCommitting<R>(_ body: (borrowing LMDBTransaction) throws(LMDBError) -> R) throws(LMDBError) -> R {
         var txn: OpaquePointer?
-        try LMDBError.check(mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txn), "beginning a read transaction in \(path)")
+        try LMDBError.check(
+            mdb_txn_begin(handle, nil, UInt32(MDB_RDONLY), &txn), "beginning a read transaction in \(path)")
         guard let txn else { throw LMDBError(EINVAL, "beginning a read transaction in \(path)") }
         let result: R
         do {
@@ -290,7 +298,8 @@ package final class LMDBEnvironment: @unchecked Sendable {
         guard current < configuration.maxMapSize else {
             throw LMDBError(error.code, "the map of \(path) reached its limit of \(configuration.maxMapSize) bytes")
         }
-        let next = min(current.multipliedReportingOverflow(by: 2).overflow ? Int.max : current * 2, configuration.maxMapSize)
+        let next = min(
+            current.multipliedReportingOverflow(by: 2).overflow ? Int.max : current * 2, configuration.maxMapSize)
         try gate.exclusive { () throws(LMDBError) in
             try LMDBError.check(mdb_env_set_mapsize(handle, next), "growing the map of \(path) to \(next) bytes")
         }

@@ -12,13 +12,10 @@ package struct LMDBTransaction: ~Copyable {
     /// True for a read transaction; the mutating calls throw `EACCES` there.
     package let isReadOnly: Bool
 
-    init(handle: OpaquePointer, isReadOnly: Bool) {
-        self.handle = handle
-        self.isReadOnly = isReadOnly
-    }
-
     /// The value stored under `key`, or nil when there is none. Wraps `mdb_get`.
-    package func get(_ key: UnsafeRawBufferPointer, in database: LMDBDatabase) throws(LMDBError) -> UnsafeRawBufferPointer? {
+    package func get(_ key: UnsafeRawBufferPointer, in database: LMDBDatabase) throws(LMDBError)
+        -> UnsafeRawBufferPointer?
+    {
         var k = MDB_val(key)
         var v = MDB_val()
         let rc = mdb_get(handle, database.handle, &k, &v)
@@ -36,15 +33,22 @@ package struct LMDBTransaction: ~Copyable {
     ///
     /// - Parameter append: the key sorts after every key in the database (`MDB_APPEND`): LMDB
     ///   skips the search and packs pages fully. Fails with `MDB_KEYEXIST` when it does not.
-    package func put(_ value: UnsafeRawBufferPointer, forKey key: UnsafeRawBufferPointer, in database: LMDBDatabase, append: Bool = false) throws(LMDBError) {
+    package func put(
+        _ value: UnsafeRawBufferPointer, forKey key: UnsafeRawBufferPointer, in database: LMDBDatabase,
+        append: Bool = false
+    ) throws(LMDBError) {
         try requireWritable("writing to database '\(database.name)'")
         var k = MDB_val(key)
         var v = MDB_val(value)
-        try LMDBError.check(mdb_put(handle, database.handle, &k, &v, append ? UInt32(MDB_APPEND) : 0), "writing to database '\(database.name)'")
+        try LMDBError.check(
+            mdb_put(handle, database.handle, &k, &v, append ? UInt32(MDB_APPEND) : 0),
+            "writing to database '\(database.name)'")
     }
 
     /// Stores `value` under `key`, replacing what was there. Wraps `mdb_put`.
-    package func put(_ value: [UInt8], forKey key: [UInt8], in database: LMDBDatabase, append: Bool = false) throws(LMDBError) {
+    package func put(_ value: [UInt8], forKey key: [UInt8], in database: LMDBDatabase, append: Bool = false)
+        throws(LMDBError)
+    {
         try withRawBytes(value) { v throws(LMDBError) in
             try withRawBytes(key) { k throws(LMDBError) in try put(v, forKey: k, in: database, append: append) }
         }
@@ -52,7 +56,10 @@ package struct LMDBTransaction: ~Copyable {
 
     /// Reserves `count` bytes for the value under `key` and lets `fill` write them in place
     /// (`mdb_put` with `MDB_RESERVE`): no intermediate copy of the value.
-    package func reserve(_ count: Int, forKey key: UnsafeRawBufferPointer, in database: LMDBDatabase, append: Bool = false, fill: (UnsafeMutableRawBufferPointer) -> Void) throws(LMDBError) {
+    package func reserve(
+        _ count: Int, forKey key: UnsafeRawBufferPointer, in database: LMDBDatabase, append: Bool = false,
+        fill: (UnsafeMutableRawBufferPointer) -> Void
+    ) throws(LMDBError) {
         try requireWritable("writing to database '\(database.name)'")
         var k = MDB_val(key)
         var v = MDB_val(mv_size: count, mv_data: nil)
@@ -83,7 +90,8 @@ package struct LMDBTransaction: ~Copyable {
     /// The number of keys in `database`. Wraps `mdb_stat`.
     package func count(in database: LMDBDatabase) throws(LMDBError) -> Int {
         var stat = MDB_stat()
-        try LMDBError.check(mdb_stat(handle, database.handle, &stat), "reading statistics of database '\(database.name)'")
+        try LMDBError.check(
+            mdb_stat(handle, database.handle, &stat), "reading statistics of database '\(database.name)'")
         return stat.ms_entries
     }
 
@@ -91,7 +99,8 @@ package struct LMDBTransaction: ~Copyable {
     /// `mdb_cursor_open` and `mdb_cursor_close`.
     package func withCursor<R>(on database: LMDBDatabase, _ body: (borrowing LMDBCursor) throws -> R) throws -> R {
         var cursor: OpaquePointer?
-        try LMDBError.check(mdb_cursor_open(handle, database.handle, &cursor), "opening a cursor on database '\(database.name)'")
+        try LMDBError.check(
+            mdb_cursor_open(handle, database.handle, &cursor), "opening a cursor on database '\(database.name)'")
         guard let cursor else { throw LMDBError(EINVAL, "opening a cursor on database '\(database.name)'") }
         // A cursor may be closed before its transaction ends in both kinds of transaction; read
         // transactions require it, so the wrapper always does.

@@ -28,7 +28,9 @@ extension RaftStorage {
 
     /// Writes a whole snapshot and makes it the one in force (see `SnapshotWriter`).
     @discardableResult
-    package func saveSnapshot(_ metadata: SnapshotMetadata, data: [UInt8], replacingLog: Bool = false) throws(StorageError) -> SnapshotManifest {
+    package func saveSnapshot(_ metadata: SnapshotMetadata, data: [UInt8], replacingLog: Bool = false)
+        throws(StorageError) -> SnapshotManifest
+    {
         let writer = try beginSnapshot(metadata)
         try writer.write(data)
         return try writer.finish(replacingLog: replacingLog)
@@ -40,7 +42,9 @@ extension RaftStorage {
                 throw StorageError(.invariantViolation, "snapshot \(id) was superseded by a newer snapshot write")
             }
             for (k, chunk) in chunks.enumerated() {
-                try txn.put(chunk, forKey: StorageLayout.chunkKey(snapshot: id, chunk: firstNumber + UInt32(k)), in: self.snapshotDB)
+                try txn.put(
+                    chunk, forKey: StorageLayout.chunkKey(snapshot: id, chunk: firstNumber + UInt32(k)),
+                    in: self.snapshotDB)
             }
             return current
         }
@@ -51,19 +55,23 @@ extension RaftStorage {
         var previous: UInt64?
         try mutate("committing snapshot \(manifest.id) at index \(m.index)") { current, txn in
             guard current.snapshotInProgress == manifest.id else {
-                throw StorageError(.invariantViolation, "snapshot \(manifest.id) was superseded by a newer snapshot write")
+                throw StorageError(
+                    .invariantViolation, "snapshot \(manifest.id) was superseded by a newer snapshot write")
             }
             if let existing = current.snapshot, m.index < existing.metadata.index {
                 throw StorageError(
-                    .invariantViolation, "snapshot at index \(m.index) is older than the one in force at \(existing.metadata.index)")
+                    .invariantViolation,
+                    "snapshot at index \(m.index) is older than the one in force at \(existing.metadata.index)")
             }
             var next = current
             if replacingLog {
                 guard m.index > current.compaction.index else {
                     throw StorageError(
-                        .invariantViolation, "snapshot at index \(m.index) is not past the compacted index \(current.compaction.index)")
+                        .invariantViolation,
+                        "snapshot at index \(m.index) is not past the compacted index \(current.compaction.index)")
                 }
-                let keepsSuffix = try m.index <= current.lastIndex && self.termInTransaction(m.index, txn, current) == m.term
+                let keepsSuffix =
+                    try m.index <= current.lastIndex && self.termInTransaction(m.index, txn, current) == m.term
                 if keepsSuffix {
                     try self.deleteLog(from: current.compaction.index + 1, through: m.index, txn)
                 } else {
@@ -74,11 +82,16 @@ extension RaftStorage {
                 next.compaction = CompactionPoint(index: m.index, term: m.term)
                 next.confState = m.confState
                 next.hardState.commit = max(current.hardState.commit, m.index)
-                try txn.put(StorageRecordCodec.encode(next.compaction), forKey: StorageLayout.compactionKey, in: self.metaDB)
-                try txn.put(StorageRecordCodec.encode(next.confState), forKey: StorageLayout.confStateKey, in: self.metaDB)
-                try txn.put(StorageRecordCodec.encode(next.hardState), forKey: StorageLayout.hardStateKey, in: self.metaDB)
+                try txn.put(
+                    StorageRecordCodec.encode(next.compaction), forKey: StorageLayout.compactionKey, in: self.metaDB)
+                try txn.put(
+                    StorageRecordCodec.encode(next.confState), forKey: StorageLayout.confStateKey, in: self.metaDB)
+                try txn.put(
+                    StorageRecordCodec.encode(next.hardState), forKey: StorageLayout.hardStateKey, in: self.metaDB)
             }
-            try txn.put(StorageRecordCodec.encode(manifest), forKey: StorageLayout.manifestKey(snapshot: manifest.id), in: self.snapshotDB)
+            try txn.put(
+                StorageRecordCodec.encode(manifest), forKey: StorageLayout.manifestKey(snapshot: manifest.id),
+                in: self.snapshotDB)
             let pointer = SnapshotPointer(id: manifest.id, index: m.index, term: m.term)
             try txn.put(StorageRecordCodec.encode(pointer), forKey: StorageLayout.snapshotPointerKey, in: self.metaDB)
             previous = current.snapshot?.id
@@ -120,7 +133,8 @@ extension RaftStorage {
                 }
                 let crc = CRC32C.checksum(data)
                 guard crc == manifest.checksum else {
-                    throw StorageError(.corrupted, "snapshot \(manifest.id): the checksum of the whole does not match its manifest")
+                    throw StorageError(
+                        .corrupted, "snapshot \(manifest.id): the checksum of the whole does not match its manifest")
                 }
                 return (manifest, data)
             }
@@ -133,10 +147,12 @@ extension RaftStorage {
         try storageOperation("reading chunk \(number) of snapshot \(manifest.id)") {
             try environment.read { txn in
                 guard number < manifest.chunkCount else {
-                    throw StorageError(.unavailable, "snapshot \(manifest.id) has \(manifest.chunkCount) chunks, not \(number + 1)")
+                    throw StorageError(
+                        .unavailable, "snapshot \(manifest.id) has \(manifest.chunkCount) chunks, not \(number + 1)")
                 }
                 if try txn.get(StorageLayout.manifestKey(snapshot: manifest.id), in: self.snapshotDB) == nil {
-                    throw StorageError(.notFound, "snapshot \(manifest.id) at index \(manifest.metadata.index) was replaced")
+                    throw StorageError(
+                        .notFound, "snapshot \(manifest.id) at index \(manifest.metadata.index) was replaced")
                 }
                 return try self.withChunk(number, of: manifest, txn) { Array($0) }
             }
@@ -152,14 +168,19 @@ extension RaftStorage {
         return try StorageRecordCodec.decodeManifest(manifestRaw)
     }
 
-    private func withChunk<R>(_ number: UInt32, of manifest: SnapshotManifest, _ txn: borrowing LMDBTransaction, _ body: (UnsafeRawBufferPointer) -> R) throws -> R {
+    private func withChunk<R>(
+        _ number: UInt32, of manifest: SnapshotManifest, _ txn: borrowing LMDBTransaction,
+        _ body: (UnsafeRawBufferPointer) -> R
+    ) throws -> R {
         guard let raw = try txn.get(StorageLayout.chunkKey(snapshot: manifest.id, chunk: number), in: snapshotDB) else {
             throw StorageError(.corrupted, "snapshot \(manifest.id) chunk \(number) is missing")
         }
         let payload = try StorageRecordCodec.decodeChunk(raw, snapshot: manifest.id, number: number)
         guard UInt64(payload.count) == manifest.expectedSize(ofChunk: number) else {
             throw StorageError(
-                .corrupted, "snapshot \(manifest.id) chunk \(number) holds \(payload.count) bytes, its manifest says \(manifest.expectedSize(ofChunk: number))")
+                .corrupted,
+                "snapshot \(manifest.id) chunk \(number) holds \(payload.count) bytes, its manifest says \(manifest.expectedSize(ofChunk: number))"
+            )
         }
         return body(payload)
     }

@@ -34,7 +34,9 @@ package final class RaftStorage: Sendable {
         /// directory as of opening (`lastIndex` and the like are loaded once).
         package var readOnly: Bool
 
-        package init(mapSize: Int = 64 << 20, maxMapSize: Int = 1 << 40, snapshotChunkSize: Int = 1 << 20, readOnly: Bool = false) {
+        package init(
+            mapSize: Int = 64 << 20, maxMapSize: Int = 1 << 40, snapshotChunkSize: Int = 1 << 20, readOnly: Bool = false
+        ) {
             self.mapSize = mapSize
             self.maxMapSize = maxMapSize
             self.snapshotChunkSize = snapshotChunkSize
@@ -96,7 +98,8 @@ package final class RaftStorage: Sendable {
             metaDB = try environment.openDatabase(StorageLayout.metaDatabase, create: create)
             snapshotDB = try environment.openDatabase(StorageLayout.snapshotDatabase, create: create)
         } catch let error where error.code == MDB_NOTFOUND {
-            throw StorageError(.notFound, "\(path) is not a Gallocy data directory: \(error.context)", lmdbCode: error.code)
+            throw StorageError(
+                .notFound, "\(path) is not a Gallocy data directory: \(error.context)", lmdbCode: error.code)
         } catch {
             throw StorageError(StorageError(error).code, "\(context): \(error.description)", lmdbCode: error.code)
         }
@@ -105,11 +108,15 @@ package final class RaftStorage: Sendable {
     }
 
     /// Checks the `format` record, writing it into a new directory.
-    private static func checkFormat(_ env: LMDBEnvironment, _ meta: LMDBDatabase, _ log: LMDBDatabase, path: String, initialise: Bool) throws(StorageError) {
+    private static func checkFormat(
+        _ env: LMDBEnvironment, _ meta: LMDBDatabase, _ log: LMDBDatabase, path: String, initialise: Bool
+    ) throws(StorageError) {
         func check(_ txn: borrowing LMDBTransaction) throws -> Bool {
             guard let raw = try txn.get(StorageLayout.formatKey, in: meta) else {
                 guard try txn.count(in: meta) == 0, try txn.count(in: log) == 0 else {
-                    throw StorageError(.corrupted, "\(path) holds data but no format record: it is damaged or not a Gallocy data directory")
+                    throw StorageError(
+                        .corrupted,
+                        "\(path) holds data but no format record: it is damaged or not a Gallocy data directory")
                 }
                 return false
             }
@@ -122,7 +129,8 @@ package final class RaftStorage: Sendable {
             guard version == StorageLayout.layoutVersion else {
                 throw StorageError(
                     .unsupportedVersion,
-                    "\(path) has storage layout version \(version); this build reads version \(StorageLayout.layoutVersion)")
+                    "\(path) has storage layout version \(version); this build reads version \(StorageLayout.layoutVersion)"
+                )
             }
             return true
         }
@@ -133,7 +141,9 @@ package final class RaftStorage: Sendable {
             }
             try env.write { txn in
                 if try check(txn) { return }
-                try txn.put(StorageRecordCodec.encodeFormat(layoutVersion: StorageLayout.layoutVersion), forKey: StorageLayout.formatKey, in: meta)
+                try txn.put(
+                    StorageRecordCodec.encodeFormat(layoutVersion: StorageLayout.layoutVersion),
+                    forKey: StorageLayout.formatKey, in: meta)
             }
         }
     }
@@ -145,21 +155,32 @@ package final class RaftStorage: Sendable {
             try env.read { txn in
                 var s = State()
                 if let raw = try txn.get(StorageLayout.compactionKey, in: meta) {
-                    s.compaction = try decodeMeta("compaction point") { () throws(CodecError) in try StorageRecordCodec.decodeCompactionPoint(raw) }
+                    s.compaction = try decodeMeta("compaction point") { () throws(CodecError) in
+                        try StorageRecordCodec.decodeCompactionPoint(raw)
+                    }
                 }
                 if let raw = try txn.get(StorageLayout.hardStateKey, in: meta) {
-                    s.hardState = try decodeMeta("hard state") { () throws(CodecError) in try StorageRecordCodec.decodeHardState(raw) }
+                    s.hardState = try decodeMeta("hard state") { () throws(CodecError) in
+                        try StorageRecordCodec.decodeHardState(raw)
+                    }
                 }
                 if let raw = try txn.get(StorageLayout.settingsKey, in: meta) {
-                    s.settings = try decodeMeta("cluster settings") { () throws(CodecError) in try StorageRecordCodec.decodeSettings(raw) }
+                    s.settings = try decodeMeta("cluster settings") { () throws(CodecError) in
+                        try StorageRecordCodec.decodeSettings(raw)
+                    }
                 }
                 if let raw = try txn.get(StorageLayout.confStateKey, in: meta) {
-                    s.confState = try decodeMeta("conf state") { () throws(CodecError) in try StorageRecordCodec.decodeConfState(raw) }
+                    s.confState = try decodeMeta("conf state") { () throws(CodecError) in
+                        try StorageRecordCodec.decodeConfState(raw)
+                    }
                 }
                 (s.lastIndex, s.lastTerm) = (s.compaction.index, s.compaction.term)
-                if let last = try txn.withCursor(on: log, { cursor in try cursor.last().map { (Array($0.key), Array($0.value)) } }) {
+                if let last = try txn.withCursor(
+                    on: log, { cursor in try cursor.last().map { (Array($0.key), Array($0.value)) } })
+                {
                     guard let index = last.0.withUnsafeBytes({ StorageLayout.logIndex($0) }) else {
-                        throw StorageError(.corrupted, "the last key of the log is \(last.0.count) bytes, not an 8-byte index")
+                        throw StorageError(
+                            .corrupted, "the last key of the log is \(last.0.count) bytes, not an 8-byte index")
                     }
                     s.lastIndex = index
                     s.lastTerm = try last.1.withUnsafeBytes { raw in
@@ -167,13 +188,22 @@ package final class RaftStorage: Sendable {
                     }
                 }
                 if let raw = try txn.get(StorageLayout.snapshotPointerKey, in: meta) {
-                    let pointer = try decodeMeta("snapshot pointer") { () throws(CodecError) in try StorageRecordCodec.decodeSnapshotPointer(raw) }
-                    guard let manifestRaw = try txn.get(StorageLayout.manifestKey(snapshot: pointer.id), in: snapshots) else {
-                        throw StorageError(.corrupted, "the manifest of snapshot \(pointer.id) (index \(pointer.index)) is missing")
+                    let pointer = try decodeMeta("snapshot pointer") { () throws(CodecError) in
+                        try StorageRecordCodec.decodeSnapshotPointer(raw)
                     }
-                    let manifest = try decodeMeta("snapshot \(pointer.id) manifest") { () throws(CodecError) in try StorageRecordCodec.decodeManifest(manifestRaw) }
-                    guard manifest.id == pointer.id, manifest.metadata.index == pointer.index, manifest.metadata.term == pointer.term else {
-                        throw StorageError(.corrupted, "the manifest of snapshot \(pointer.id) does not match the snapshot pointer")
+                    guard let manifestRaw = try txn.get(StorageLayout.manifestKey(snapshot: pointer.id), in: snapshots)
+                    else {
+                        throw StorageError(
+                            .corrupted, "the manifest of snapshot \(pointer.id) (index \(pointer.index)) is missing")
+                    }
+                    let manifest = try decodeMeta("snapshot \(pointer.id) manifest") { () throws(CodecError) in
+                        try StorageRecordCodec.decodeManifest(manifestRaw)
+                    }
+                    guard manifest.id == pointer.id, manifest.metadata.index == pointer.index,
+                        manifest.metadata.term == pointer.term
+                    else {
+                        throw StorageError(
+                            .corrupted, "the manifest of snapshot \(pointer.id) does not match the snapshot pointer")
                     }
                     s.snapshot = manifest
                 }
@@ -236,12 +266,15 @@ package final class RaftStorage: Sendable {
         let now = snapshotOfState
         if index == now.compaction.index { return now.compaction.term }
         try checkBounds(index, compaction: now.compaction, last: now.lastIndex)
-        throw StorageError(.corrupted, "log entry \(index) is missing although the log runs from \(now.compaction.index + 1) to \(now.lastIndex)")
+        throw StorageError(
+            .corrupted,
+            "log entry \(index) is missing although the log runs from \(now.compaction.index + 1) to \(now.lastIndex)")
     }
 
     private func checkBounds(_ index: UInt64, compaction: CompactionPoint, last: UInt64) throws(StorageError) {
         if index < compaction.index {
-            throw StorageError(.compacted, "log entry \(index) was compacted (the log now starts at \(compaction.index + 1))")
+            throw StorageError(
+                .compacted, "log entry \(index) was compacted (the log now starts at \(compaction.index + 1))")
         }
         if index > last {
             throw StorageError(.unavailable, "log entry \(index) is beyond the last index \(last)")
@@ -255,13 +288,18 @@ package final class RaftStorage: Sendable {
     /// small budget still makes progress). Throws `.compacted` when `lo` is at or below the
     /// compacted index, `.unavailable` when `hi` is past `lastIndex + 1`.
     package func entries(from lo: UInt64, to hi: UInt64, maxBytes: Int = .max) throws(StorageError) -> [Entry] {
-        guard lo <= hi else { throw StorageError(.invariantViolation, "entries(from: \(lo), to: \(hi)): the range is reversed") }
+        guard lo <= hi else {
+            throw StorageError(.invariantViolation, "entries(from: \(lo), to: \(hi)): the range is reversed")
+        }
         guard lo < hi else { return [] }
         let s = snapshotOfState
         if lo <= s.compaction.index {
-            throw StorageError(.compacted, "log entry \(lo) was compacted (the log now starts at \(s.compaction.index + 1))")
+            throw StorageError(
+                .compacted, "log entry \(lo) was compacted (the log now starts at \(s.compaction.index + 1))")
         }
-        if hi - 1 > s.lastIndex { throw StorageError(.unavailable, "log entry \(hi - 1) is beyond the last index \(s.lastIndex)") }
+        if hi - 1 > s.lastIndex {
+            throw StorageError(.unavailable, "log entry \(hi - 1) is beyond the last index \(s.lastIndex)")
+        }
         let result: [Entry]? = try storageOperation("reading log entries \(lo)..<\(hi)") {
             try environment.read { txn in
                 try txn.withCursor(on: logDB) { cursor -> [Entry]? in
@@ -278,7 +316,8 @@ package final class RaftStorage: Sendable {
                             throw StorageError(.corrupted, "log entry \(expected) is damaged: \(error)")
                         }
                         guard entry.index == expected else {
-                            throw StorageError(.corrupted, "the log entry stored at index \(expected) says it is entry \(entry.index)")
+                            throw StorageError(
+                                .corrupted, "the log entry stored at index \(expected) says it is entry \(entry.index)")
                         }
                         entries.append(entry)
                         expected += 1
@@ -292,9 +331,12 @@ package final class RaftStorage: Sendable {
         // Entries went away while reading (a concurrent compaction or truncation).
         let now = snapshotOfState
         if lo <= now.compaction.index {
-            throw StorageError(.compacted, "log entry \(lo) was compacted (the log now starts at \(now.compaction.index + 1))")
+            throw StorageError(
+                .compacted, "log entry \(lo) was compacted (the log now starts at \(now.compaction.index + 1))")
         }
-        if hi - 1 > now.lastIndex { throw StorageError(.unavailable, "log entry \(hi - 1) is beyond the last index \(now.lastIndex)") }
+        if hi - 1 > now.lastIndex {
+            throw StorageError(.unavailable, "log entry \(hi - 1) is beyond the last index \(now.lastIndex)")
+        }
         throw StorageError(.corrupted, "the log has a gap between \(lo) and \(hi) (run `gallocy log verify`)")
     }
 
@@ -315,7 +357,8 @@ package final class RaftStorage: Sendable {
     /// Entries at or below the persisted commit index are accepted only when they match the
     /// stored ones (same term), and are then skipped; a different term there is refused.
     package func persist(
-        entries: [Entry] = [], hardState: HardState? = nil, settings: ClusterSettings? = nil, confState: ConfState? = nil
+        entries: [Entry] = [], hardState: HardState? = nil, settings: ClusterSettings? = nil,
+        confState: ConfState? = nil
     ) throws(StorageError) {
         if entries.isEmpty && hardState == nil && settings == nil && confState == nil { return }
         for k in entries.indices.dropFirst() where entries[k].index != entries[k - 1].index &+ 1 {
@@ -329,7 +372,8 @@ package final class RaftStorage: Sendable {
             if let hardState {
                 guard hardState.commit <= next.lastIndex else {
                     throw StorageError(
-                        .invariantViolation, "hard state commit \(hardState.commit) is beyond the last log index \(next.lastIndex)")
+                        .invariantViolation,
+                        "hard state commit \(hardState.commit) is beyond the last log index \(next.lastIndex)")
                 }
                 guard hardState.commit >= next.compaction.index else {
                     throw StorageError(
@@ -379,17 +423,20 @@ package final class RaftStorage: Sendable {
         let fresh = entries[start...]
         guard let first = fresh.first, let last = fresh.last else { return }
         guard first.index > next.compaction.index else {
-            throw StorageError(.invariantViolation, "entry \(first.index) is at or below the compacted index \(next.compaction.index)")
+            throw StorageError(
+                .invariantViolation, "entry \(first.index) is at or below the compacted index \(next.compaction.index)")
         }
         guard first.index <= next.lastIndex + 1 else {
-            throw StorageError(.invariantViolation, "entry \(first.index) would leave a gap after the last index \(next.lastIndex)")
+            throw StorageError(
+                .invariantViolation, "entry \(first.index) would leave a gap after the last index \(next.lastIndex)")
         }
         let previousTerm = try termInTransaction(first.index - 1, txn, next)
         var term = previousTerm
         for entry in fresh {
             guard entry.term >= term else {
                 throw StorageError(
-                    .invariantViolation, "entry \(entry.index) has term \(entry.term), below the term \(term) of the entry before it")
+                    .invariantViolation,
+                    "entry \(entry.index) has term \(entry.term), below the term \(term) of the entry before it")
             }
             term = entry.term
         }
@@ -408,7 +455,9 @@ package final class RaftStorage: Sendable {
         if index == s.compaction.index { return s.compaction.term }
         if index == s.lastIndex { return s.lastTerm }
         guard let raw = try txn.get(StorageLayout.logKey(index), in: logDB) else {
-            throw StorageError(.corrupted, "log entry \(index) is missing although the log runs from \(s.compaction.index + 1) to \(s.lastIndex)")
+            throw StorageError(
+                .corrupted,
+                "log entry \(index) is missing although the log runs from \(s.compaction.index + 1) to \(s.lastIndex)")
         }
         do { return try EntryCodec.term(of: raw) } catch {
             throw StorageError(.corrupted, "log entry \(index) is damaged: \(error)")
@@ -434,16 +483,20 @@ package final class RaftStorage: Sendable {
         try mutate("compacting the log through \(index)") { current, txn in
             guard index > current.compaction.index else { return current }
             guard index <= current.lastIndex else {
-                throw StorageError(.unavailable, "cannot compact through \(index): the last index is \(current.lastIndex)")
+                throw StorageError(
+                    .unavailable, "cannot compact through \(index): the last index is \(current.lastIndex)")
             }
             guard index <= current.hardState.commit else {
                 throw StorageError(
-                    .invariantViolation, "cannot compact through \(index): only entries up to the commit index \(current.hardState.commit) may be compacted")
+                    .invariantViolation,
+                    "cannot compact through \(index): only entries up to the commit index \(current.hardState.commit) may be compacted"
+                )
             }
             var next = current
             next.compaction = CompactionPoint(index: index, term: try self.termInTransaction(index, txn, current))
             try self.deleteLog(from: current.compaction.index + 1, through: index, txn)
-            try txn.put(StorageRecordCodec.encode(next.compaction), forKey: StorageLayout.compactionKey, in: self.metaDB)
+            try txn.put(
+                StorageRecordCodec.encode(next.compaction), forKey: StorageLayout.compactionKey, in: self.metaDB)
             return next
         }
     }
@@ -451,7 +504,9 @@ package final class RaftStorage: Sendable {
     /// Runs one mutation: reads the state, runs `body` in a write transaction (which may run
     /// more than once, see `LMDBEnvironment.write`), and publishes the state it returns once
     /// the transaction is durable.
-    func mutate(_ context: @autoclosure () -> String, _ body: (State, borrowing LMDBTransaction) throws -> State) throws(StorageError) {
+    func mutate(_ context: @autoclosure () -> String, _ body: (State, borrowing LMDBTransaction) throws -> State)
+        throws(StorageError)
+    {
         guard !options.readOnly else { throw StorageError(.readOnly, "\(context()): \(path) is open read-only") }
         try storageOperation(context()) {
             try writer.withLock { _ in

@@ -18,7 +18,10 @@ package struct SnapshotManifest: Sendable, Hashable {
     /// CRC32C of the whole snapshot's bytes.
     package var checksum: UInt32
 
-    package init(id: UInt64, metadata: SnapshotMetadata, totalSize: UInt64, chunkSize: UInt32, chunkCount: UInt32, checksum: UInt32) {
+    package init(
+        id: UInt64, metadata: SnapshotMetadata, totalSize: UInt64, chunkSize: UInt32, chunkCount: UInt32,
+        checksum: UInt32
+    ) {
         self.id = id
         self.metadata = metadata
         self.totalSize = totalSize

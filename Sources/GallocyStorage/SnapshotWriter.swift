@@ -69,7 +69,8 @@ package final class SnapshotWriter {
                     let range = k * chunkSize..<min((k + 1) * chunkSize, used)
                     chunks.append(
                         StorageRecordCodec.encodeChunk(
-                            snapshot: id, number: chunksWritten + UInt32(k), payload: UnsafeRawBufferPointer(rebasing: raw[range])))
+                            snapshot: id, number: chunksWritten + UInt32(k),
+                            payload: UnsafeRawBufferPointer(rebasing: raw[range])))
                 }
                 try storage.storeSnapshotChunks(chunks, snapshot: id, firstNumber: chunksWritten)
             }

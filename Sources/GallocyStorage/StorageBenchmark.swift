@@ -39,11 +39,15 @@ package enum StorageBenchmark {
     }
 
     /// Batches of 1, 64 and 1024 entries of 64 B and 4 KiB.
-    package static let standardCases = [64, 4096].flatMap { size in [1, 64, 1024].map { Case(batch: $0, entrySize: size) } }
+    package static let standardCases = [64, 4096].flatMap { size in
+        [1, 64, 1024].map { Case(batch: $0, entrySize: size) }
+    }
 
     /// Appends batches of `benchCase` to a fresh directory under `parent` for about `seconds`
     /// (at least three commits; at most 1 GiB of payload, to bound the disk used), then deletes it.
-    package static func measure(_ benchCase: Case, _ subject: Subject, seconds: Double, parent: String) throws(StorageError) -> Measurement {
+    package static func measure(_ benchCase: Case, _ subject: Subject, seconds: Double, parent: String)
+        throws(StorageError) -> Measurement
+    {
         let path = parent + "/\(subject.rawValue)-\(benchCase.batch)x\(benchCase.entrySize)"
         defer { removeDataDirectory(path) }
         let payload = SplitMix64(seed: 42).bytesCopy(benchCase.entrySize)
@@ -70,7 +74,9 @@ package enum StorageBenchmark {
             }
         case .rawLMDB:
             try storageOperation("raw LMDB benchmark in \(path)") {
-                guard mkdir(path, 0o755) == 0 || errno == EEXIST else { throw StorageError(.io, "cannot create \(path)") }
+                guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
+                    throw StorageError(.io, "cannot create \(path)")
+                }
                 let env = try LMDBEnvironment(path: path, configuration: .init(mapSize: 2 << 30))
                 let db = try env.openDatabase("log", create: true)
                 while !done() {
@@ -85,7 +91,8 @@ package enum StorageBenchmark {
                 }
             }
         }
-        return Measurement(benchCase: benchCase, subject: subject, entries: entries, commits: commits, seconds: elapsed())
+        return Measurement(
+            benchCase: benchCase, subject: subject, entries: entries, commits: commits, seconds: elapsed())
     }
 
     private static func removeDataDirectory(_ path: String) {

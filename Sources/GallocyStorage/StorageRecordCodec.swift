@@ -26,7 +26,9 @@ enum StorageRecordCodec {
     static func decodeFormat(_ bytes: UnsafeRawBufferPointer) throws(CodecError) -> UInt16 {
         try decode(bytes, "format record", versioned: false) { r throws(CodecError) in
             let m = try r.readRaw(magic.count, "magic")
-            guard m == magic else { throw CodecError(.invalidValue, "format record does not start with the Gallocy magic") }
+            guard m == magic else {
+                throw CodecError(.invalidValue, "format record does not start with the Gallocy magic")
+            }
             return try r.readUInt16("layout version")
         }
     }
@@ -43,7 +45,8 @@ enum StorageRecordCodec {
 
     static func decodeHardState(_ bytes: UnsafeRawBufferPointer) throws(CodecError) -> HardState {
         try decode(bytes, "hard state") { r throws(CodecError) in
-            HardState(term: try r.readUInt64("term"), vote: try r.readUInt64("vote"), commit: try r.readUInt64("commit"))
+            HardState(
+                term: try r.readUInt64("term"), vote: try r.readUInt64("vote"), commit: try r.readUInt64("commit"))
         }
     }
 
@@ -120,7 +123,8 @@ enum StorageRecordCodec {
 
     static func decodeSnapshotPointer(_ bytes: UnsafeRawBufferPointer) throws(CodecError) -> SnapshotPointer {
         try decode(bytes, "snapshot pointer") { r throws(CodecError) in
-            SnapshotPointer(id: try r.readUInt64("id"), index: try r.readUInt64("index"), term: try r.readUInt64("term"))
+            SnapshotPointer(
+                id: try r.readUInt64("id"), index: try r.readUInt64("index"), term: try r.readUInt64("term"))
         }
     }
 
@@ -152,7 +156,9 @@ enum StorageRecordCodec {
             // The chunk count must be exactly what the sizes imply, so readers can trust either.
             let expected = chunkSize == 0 ? 0 : (total + UInt64(chunkSize) - 1) / UInt64(chunkSize)
             guard chunkSize > 0, UInt64(chunkCount) == expected else {
-                throw CodecError(.invalidValue, "snapshot manifest: \(chunkCount) chunks of \(chunkSize) bytes cannot hold \(total) bytes")
+                throw CodecError(
+                    .invalidValue,
+                    "snapshot manifest: \(chunkCount) chunks of \(chunkSize) bytes cannot hold \(total) bytes")
             }
             return SnapshotManifest(
                 id: id, metadata: SnapshotMetadata(index: index, term: term, confState: conf), totalSize: total,
@@ -174,15 +180,21 @@ enum StorageRecordCodec {
     }
 
     /// Checks a stored chunk and returns its payload (a slice of `bytes`, not a copy).
-    static func decodeChunk(_ bytes: UnsafeRawBufferPointer, snapshot id: UInt64, number: UInt32) throws(CodecError) -> UnsafeRawBufferPointer {
+    static func decodeChunk(_ bytes: UnsafeRawBufferPointer, snapshot id: UInt64, number: UInt32) throws(CodecError)
+        -> UnsafeRawBufferPointer
+    {
         let body = try CRC32C.verifyTrailer(bytes, "snapshot \(id) chunk \(number)")
         var r = ByteReader(body)
         let v = try r.readUInt8("chunk version")
-        guard v == version else { throw CodecError(.unknownVersion, "snapshot chunk format version \(v), this build reads \(version)") }
+        guard v == version else {
+            throw CodecError(.unknownVersion, "snapshot chunk format version \(v), this build reads \(version)")
+        }
         let storedID = try r.readUInt64("chunk snapshot id")
         let storedNumber = try r.readUInt32("chunk number")
         guard storedID == id, storedNumber == number else {
-            throw CodecError(.invalidValue, "chunk stored as snapshot \(id) chunk \(number) says it is snapshot \(storedID) chunk \(storedNumber)")
+            throw CodecError(
+                .invalidValue,
+                "chunk stored as snapshot \(id) chunk \(number) says it is snapshot \(storedID) chunk \(storedNumber)")
         }
         return UnsafeRawBufferPointer(rebasing: body[chunkHeaderSize...])
     }
@@ -198,13 +210,16 @@ enum StorageRecordCodec {
     }
 
     private static func decode<T>(
-        _ bytes: UnsafeRawBufferPointer, _ what: String, versioned: Bool = true, _ body: (inout ByteReader) throws(CodecError) -> T
+        _ bytes: UnsafeRawBufferPointer, _ what: String, versioned: Bool = true,
+        _ body: (inout ByteReader) throws(CodecError) -> T
     ) throws(CodecError) -> T {
         let payload = try CRC32C.verifyTrailer(bytes, what)
         var r = ByteReader(payload)
         if versioned {
             let v = try r.readUInt8("\(what) version")
-            guard v == version else { throw CodecError(.unknownVersion, "\(what) format version \(v), this build reads \(version)") }
+            guard v == version else {
+                throw CodecError(.unknownVersion, "\(what) format version \(v), this build reads \(version)")
+            }
         }
         let value = try body(&r)
         try r.expectEnd(what)

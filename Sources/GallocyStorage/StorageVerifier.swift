@@ -33,9 +33,11 @@ package struct VerificationReport: Sendable, Hashable, CustomStringConvertible {
 
     package var description: String {
         if isIntact {
-            return "intact: log \(firstIndex)...\(lastIndex) (\(entriesChecked) entries), \(snapshotChunksChecked) snapshot chunks"
+            return
+                "intact: log \(firstIndex)...\(lastIndex) (\(entriesChecked) entries), \(snapshotChunksChecked) snapshot chunks"
         }
-        return (["\(problems.count) problem(s), the first: \(problems[0])"] + problems.dropFirst().map { "also: \($0)" })
+        return
+            (["\(problems.count) problem(s), the first: \(problems[0])"] + problems.dropFirst().map { "also: \($0)" })
             .joined(separator: "\n")
     }
 
@@ -80,7 +82,8 @@ package enum StorageVerifier {
     /// Verifies an open storage, in one read transaction.
     package static func verify(_ storage: RaftStorage) -> VerificationReport {
         var report = VerificationReport()
-        verify(storage.environment, log: storage.logDB, meta: storage.metaDB, snapshot: storage.snapshotDB, into: &report)
+        verify(
+            storage.environment, log: storage.logDB, meta: storage.metaDB, snapshot: storage.snapshotDB, into: &report)
         return report
     }
 
@@ -111,7 +114,8 @@ package enum StorageVerifier {
 
         /// Reads one meta record, reporting a LMDB failure or a decode failure.
         private func record<T>(
-            _ txn: borrowing LMDBTransaction, _ key: [UInt8], _ report: inout VerificationReport, _ decode: (UnsafeRawBufferPointer) throws(CodecError) -> T
+            _ txn: borrowing LMDBTransaction, _ key: [UInt8], _ report: inout VerificationReport,
+            _ decode: (UnsafeRawBufferPointer) throws(CodecError) -> T
         ) -> T? {
             let name = "meta " + String(decoding: key, as: UTF8.self)
             do {
@@ -129,12 +133,14 @@ package enum StorageVerifier {
             let before = report.problems.count
             if let version = record(txn, StorageLayout.formatKey, &report, StorageRecordCodec.decodeFormat) {
                 if version != StorageLayout.layoutVersion {
-                    report.report("meta format", "layout version \(version), this build knows \(StorageLayout.layoutVersion)")
+                    report.report(
+                        "meta format", "layout version \(version), this build knows \(StorageLayout.layoutVersion)")
                 }
             } else if report.problems.count == before {
                 report.report("meta format", "missing: this is not a Gallocy data directory, or its metadata was lost")
             }
-            compaction = record(txn, StorageLayout.compactionKey, &report, StorageRecordCodec.decodeCompactionPoint) ?? .none
+            compaction =
+                record(txn, StorageLayout.compactionKey, &report, StorageRecordCodec.decodeCompactionPoint) ?? .none
             hardState = record(txn, StorageLayout.hardStateKey, &report, StorageRecordCodec.decodeHardState) ?? .empty
             _ = record(txn, StorageLayout.settingsKey, &report, StorageRecordCodec.decodeSettings)
             _ = record(txn, StorageLayout.confStateKey, &report, StorageRecordCodec.decodeConfState)
@@ -152,16 +158,23 @@ package enum StorageVerifier {
                     var item = try cursor.first()
                     while let (key, value) = item {
                         guard let index = StorageLayout.logIndex(key) else {
-                            report.report("log key after index \(expected - 1)", index: expected, "the key is \(key.count) bytes, not an 8-byte index")
+                            report.report(
+                                "log key after index \(expected - 1)", index: expected,
+                                "the key is \(key.count) bytes, not an 8-byte index")
                             return
                         }
                         let record = "log entry \(index)"
                         guard index == expected else {
-                            let message =
-                                expected == compaction.index + 1
-                                ? "the log starts at \(index) but the compacted index is \(compaction.index), so it should start at \(expected)"
-                                : "gap: entry \(expected) is missing before entry \(index)"
-                            report.report(record, index: index, message)
+                            if index < expected {
+                                report.report(
+                                    record, index: index,
+                                    "is at or below the compacted index \(compaction.index) (or out of order)")
+                            } else {
+                                report.report(
+                                    "log entry \(expected)", index: expected,
+                                    "missing: the next stored entry is \(index) (the log runs from \(compaction.index + 1))"
+                                )
+                            }
                             return
                         }
                         let entry: Entry
@@ -170,11 +183,14 @@ package enum StorageVerifier {
                             return
                         }
                         guard entry.index == index else {
-                            report.report(record, index: index, "stored under index \(index) but says it is entry \(entry.index)")
+                            report.report(
+                                record, index: index, "stored under index \(index) but says it is entry \(entry.index)")
                             return
                         }
                         guard entry.term >= previousTerm else {
-                            report.report(record, index: index, "term \(entry.term) is below the term \(previousTerm) of the entry before it")
+                            report.report(
+                                record, index: index,
+                                "term \(entry.term) is below the term \(previousTerm) of the entry before it")
                             return
                         }
                         previousTerm = entry.term
@@ -189,14 +205,21 @@ package enum StorageVerifier {
                 return
             }
             report.lastIndex = lastIndex
+            // Past a bad entry the log's end is unknown: comparing the hard state with it would
+            // only report a consequence of the problem already named.
+            guard report.problems.allSatisfy({ $0.index == nil }) else { return }
             if hardState.commit > lastIndex {
-                report.report("meta hard_state", "commit index \(hardState.commit) is beyond the last log index \(lastIndex)")
+                report.report(
+                    "meta hard_state", "commit index \(hardState.commit) is beyond the last log index \(lastIndex)")
             }
             if hardState.commit < compaction.index {
-                report.report("meta hard_state", "commit index \(hardState.commit) is below the compacted index \(compaction.index)")
+                report.report(
+                    "meta hard_state",
+                    "commit index \(hardState.commit) is below the compacted index \(compaction.index)")
             }
             if hardState != .empty && hardState.term < lastTerm {
-                report.report("meta hard_state", "term \(hardState.term) is below the term \(lastTerm) of the last log entry")
+                report.report(
+                    "meta hard_state", "term \(hardState.term) is below the term \(lastTerm) of the last log entry")
             }
         }
 
@@ -205,7 +228,9 @@ package enum StorageVerifier {
             let record = "snapshot \(pointer.id)"
             do {
                 guard let raw = try txn.get(StorageLayout.manifestKey(snapshot: pointer.id), in: snapshotDB) else {
-                    report.report("\(record) manifest", "missing, although the snapshot pointer names it (index \(pointer.index))")
+                    report.report(
+                        "\(record) manifest", "missing, although the snapshot pointer names it (index \(pointer.index))"
+                    )
                     return
                 }
                 let manifest: SnapshotManifest
@@ -213,26 +238,36 @@ package enum StorageVerifier {
                     report.report("\(record) manifest", "\(error)")
                     return
                 }
-                guard manifest.id == pointer.id, manifest.metadata.index == pointer.index, manifest.metadata.term == pointer.term else {
+                guard manifest.id == pointer.id, manifest.metadata.index == pointer.index,
+                    manifest.metadata.term == pointer.term
+                else {
                     report.report(
                         "\(record) manifest",
-                        "describes snapshot \(manifest.id) at \(manifest.metadata.index)/\(manifest.metadata.term), the pointer says \(pointer.id) at \(pointer.index)/\(pointer.term)")
+                        "describes snapshot \(manifest.id) at \(manifest.metadata.index)/\(manifest.metadata.term), the pointer says \(pointer.id) at \(pointer.index)/\(pointer.term)"
+                    )
                     return
                 }
                 var crc: UInt32 = 0
                 for number in 0..<manifest.chunkCount {
                     let chunkRecord = "\(record) chunk \(number)"
-                    guard let chunk = try txn.get(StorageLayout.chunkKey(snapshot: manifest.id, chunk: number), in: snapshotDB) else {
+                    guard
+                        let chunk = try txn.get(
+                            StorageLayout.chunkKey(snapshot: manifest.id, chunk: number), in: snapshotDB)
+                    else {
                         report.report(chunkRecord, "missing")
                         return
                     }
                     let payload: UnsafeRawBufferPointer
-                    do { payload = try StorageRecordCodec.decodeChunk(chunk, snapshot: manifest.id, number: number) } catch {
+                    do {
+                        payload = try StorageRecordCodec.decodeChunk(chunk, snapshot: manifest.id, number: number)
+                    } catch {
                         report.report(chunkRecord, "\(error)")
                         return
                     }
                     guard UInt64(payload.count) == manifest.expectedSize(ofChunk: number) else {
-                        report.report(chunkRecord, "holds \(payload.count) bytes, the manifest says \(manifest.expectedSize(ofChunk: number))")
+                        report.report(
+                            chunkRecord,
+                            "holds \(payload.count) bytes, the manifest says \(manifest.expectedSize(ofChunk: number))")
                         return
                     }
                     crc = CRC32C.checksum(payload, continuing: crc)

@@ -1,6 +1,6 @@
 import ArgumentParser
-import Glibc
 import GallocyStorage
+import Glibc
 
 /// `gallocy bench storage`: durable log appends per second, ours against raw LMDB.
 struct BenchStorageCommand: ParsableCommand {
@@ -25,8 +25,10 @@ struct BenchStorageCommand: ParsableCommand {
         let parent = try scratchDirectory()
         defer { rmdir(parent) }
         print("gallocy bench storage: sync on, one commit per batch, \(duration) s per case, in \(parent)")
-        print(pad("batch", 6) + pad("entry", 7) + pad("ours entries/s", 16) + pad("ours MB/s", 11) + pad("raw entries/s", 15)
-            + pad("raw MB/s", 10) + pad("ours/raw", 10))
+        print(
+            pad("batch", 6) + pad("entry", 7) + pad("ours entries/s", 16) + pad("ours MB/s", 11)
+                + pad("raw entries/s", 15)
+                + pad("raw MB/s", 10) + pad("ours/raw", 10))
         for benchCase in StorageBenchmark.standardCases {
             let ours = try StorageBenchmark.measure(benchCase, .raftStorage, seconds: duration, parent: parent)
             let raw = try StorageBenchmark.measure(benchCase, .rawLMDB, seconds: duration, parent: parent)
@@ -34,14 +36,17 @@ struct BenchStorageCommand: ParsableCommand {
             print(
                 pad("\(benchCase.batch)", 6) + pad(size, 7) + pad(format(ours.entriesPerSecond, 0), 16)
                     + pad(format(ours.megabytesPerSecond, 2), 11) + pad(format(raw.entriesPerSecond, 0), 15)
-                    + pad(format(raw.megabytesPerSecond, 2), 10) + pad(format(ours.entriesPerSecond / raw.entriesPerSecond, 2), 10))
+                    + pad(format(raw.megabytesPerSecond, 2), 10)
+                    + pad(format(ours.entriesPerSecond / raw.entriesPerSecond, 2), 10))
         }
     }
 
     private func scratchDirectory() throws -> String {
         let base = dir ?? (getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp")
         var template = Array((base + "/gallocy-bench-XXXXXX").utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ buffer in buffer.baseAddress.flatMap { mkdtemp($0) } }) else {
+        guard
+            let made = template.withUnsafeMutableBufferPointer({ buffer in buffer.baseAddress.flatMap { mkdtemp($0) } })
+        else {
             throw ValidationError("cannot create a scratch directory in \(base): \(String(cString: strerror(errno)))")
         }
         return String(cString: made)

@@ -7,7 +7,8 @@ import GallocyStorage
 /// `ack <step> <lastIndex> <term> <checksum>`. The crash-safety test kills it with SIGKILL at a
 /// random instant and checks that everything acknowledged is on disk.
 struct InternalAppendChildCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "append-child", abstract: "Append to a log until killed.")
+    static let configuration = CommandConfiguration(
+        commandName: "append-child", abstract: "Append to a log until killed.")
 
     @Option(help: "The data directory.") var data: String
     @Option(help: "The workload's seed.") var seed: UInt64
@@ -19,13 +20,15 @@ struct InternalAppendChildCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let storage = try RaftStorage(path: data, options: .init(mapSize: mapSize, snapshotChunkSize: snapshotChunkSize))
+            let storage = try RaftStorage(
+                path: data, options: .init(mapSize: mapSize, snapshotChunkSize: snapshotChunkSize))
             var workload = StorageWorkload(seed: seed)
             while workload.stepsTaken < steps {
                 let step = workload.next()
                 try StorageWorkload.perform(step, on: storage)
                 writeLine(
-                    "ack \(workload.stepsTaken) \(workload.model.lastIndex) \(workload.model.hardState.term) \(StorageWorkload.checksum(of: step))")
+                    "ack \(workload.stepsTaken) \(workload.model.lastIndex) \(workload.model.hardState.term) \(StorageWorkload.checksum(of: step))"
+                )
             }
         } catch {
             throw InternalFailure(message: error.message)

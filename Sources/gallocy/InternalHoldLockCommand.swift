@@ -1,6 +1,6 @@
 import ArgumentParser
-import Glibc
 import GallocyStorage
+import Glibc
 
 /// `gallocy internal hold-lock --data DIR`: takes the data directory's lock, prints
 /// `locked <pid>`, and holds it until killed (or `--seconds` pass). Fails like `gallocy node`

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Synchronization
+
 @testable import GallocyStorage
 
 /// A `gallocy` child process with its stdout and stderr on pipes, spawned with `posix_spawn`.
@@ -47,7 +48,7 @@ final class ChildProcess {
         let argv = ([binary] + arguments).map { strdup($0) } + [nil]
         let environment: [String] = ["PATH=/usr/bin:/bin"]
         let envp = environment.map { strdup($0) } + [nil]
-        defer { (argv + envp).forEach { free($0) } }
+        defer { for pointer in argv + envp { free(pointer) } }
         var child = pid_t()
         let rc = posix_spawn(&child, binary, &actions, nil, argv, envp)
         close(out[1])

@@ -1,7 +1,8 @@
 import Foundation
 import Glibc
-@testable import GallocyStorage
 import Testing
+
+@testable import GallocyStorage
 
 @Suite struct DataDirectoryLockTests {
     @Test func secondLockInTheSameProcessConflicts() throws {
@@ -32,7 +33,8 @@ import Testing
             let child = try ChildProcess(["internal", "hold-lock", "--data", path, "--seconds", "5"])
             #expect(child.exitCode == 1)
             let message = child.readStandardError()
-            #expect(message.contains("data directory \(path) is in use by another process (pid \(getpid()))"), "\(message)")
+            #expect(
+                message.contains("data directory \(path) is in use by another process (pid \(getpid()))"), "\(message)")
             held.release()
         }
     }

@@ -1,7 +1,8 @@
 import CLMDB
 import Foundation
-@testable import GallocyStorage
 import Testing
+
+@testable import GallocyStorage
 
 @Suite struct LMDBEnvironmentTests {
     private func open(_ path: String, mapSize: Int = 1 << 20) throws -> (LMDBEnvironment, LMDBDatabase) {
@@ -165,7 +166,9 @@ import Testing
             let db = try env.openDatabase("test", create: true)
             let error = #expect(throws: LMDBError.self) {
                 try env.write { txn in
-                    for k: UInt64 in 0..<200 { try txn.put([UInt8](repeating: 1, count: 4000), forKey: bigEndianKey(k), in: db) }
+                    for k: UInt64 in 0..<200 {
+                        try txn.put([UInt8](repeating: 1, count: 4000), forKey: bigEndianKey(k), in: db)
+                    }
                 }
             }
             #expect(error?.code == MDB_MAP_FULL)

@@ -1,7 +1,8 @@
 import GallocyCodec
 import GallocyRaft
-@testable import GallocyStorage
 import Testing
+
+@testable import GallocyStorage
 
 @Suite struct RaftStorageTests {
     @Test func newDirectoryIsEmpty() throws {
@@ -66,7 +67,8 @@ import Testing
                 #expect(error?.code == .invariantViolation)
             }
             expectViolation { try storage.append(makeEntries(8...9, term: 2)) }  // gap
-            expectViolation { try storage.append(makeEntries(6...6, term: 2) + makeEntries(8...8, term: 2)) }  // not contiguous
+            // Not contiguous:
+            expectViolation { try storage.append(makeEntries(6...6, term: 2) + makeEntries(8...8, term: 2)) }
             expectViolation { try storage.append(makeEntries(6...6, term: 1)) }  // term goes down
             expectViolation { try storage.append(makeEntries(3...4, term: 3)) }  // rewrites committed entry 3
             expectViolation { try storage.setHardState(HardState(term: 2, commit: 6)) }  // commit past last
@@ -90,7 +92,9 @@ import Testing
     @Test func compactionKeepsTheTermOfTheCompactedIndex() throws {
         try withTemporaryDirectory { path in
             let storage = try RaftStorage(path: path)
-            try storage.persist(entries: makeEntries(1...4, term: 1) + makeEntries(5...10, term: 3), hardState: HardState(term: 3, commit: 8))
+            try storage.persist(
+                entries: makeEntries(1...4, term: 1) + makeEntries(5...10, term: 3),
+                hardState: HardState(term: 3, commit: 8))
             try storage.compact(through: 5)
             #expect(storage.firstIndex == 6)
             #expect(storage.compactedIndex == 5)
@@ -117,12 +121,14 @@ import Testing
 
     @Test func reopeningRestoresEverything() throws {
         try withTemporaryDirectory { path in
-            let settings = ClusterSettings(clusterID: 77, heapBase: 0x7000_0000_0000, heapSize: 256 << 20, pageSize: 4096)
+            let settings = ClusterSettings(
+                clusterID: 77, heapBase: 0x7000_0000_0000, heapSize: 256 << 20, pageSize: 4096)
             let conf = ConfState(voters: [1, 2, 3], learners: [4])
             do {
                 let storage = try RaftStorage(path: path)
                 try storage.persist(
-                    entries: makeEntries(1...20, term: 2), hardState: HardState(term: 3, vote: 2, commit: 15), settings: settings,
+                    entries: makeEntries(1...20, term: 2), hardState: HardState(term: 3, vote: 2, commit: 15),
+                    settings: settings,
                     confState: conf)
                 try storage.compact(through: 10)
             }
@@ -179,7 +185,9 @@ import Testing
     @Test func aDirectoryOfANewerLayoutIsRefused() throws {
         try withTemporaryDirectory { path in
             _ = try RaftStorage(path: path)
-            try rawPut(path, database: "meta", key: Array("format".utf8), value: StorageRecordCodec.encodeFormat(layoutVersion: 9))
+            try rawPut(
+                path, database: "meta", key: Array("format".utf8),
+                value: StorageRecordCodec.encodeFormat(layoutVersion: 9))
             let error = #expect(throws: StorageError.self) { _ = try RaftStorage(path: path) }
             #expect(error?.code == .unsupportedVersion)
         }
@@ -199,15 +207,32 @@ import Testing
     @Test func storedRecordsRejectEveryFlippedByteAndEveryTruncation() {
         typealias Decode = (UnsafeRawBufferPointer) throws -> Void
         let records: [([UInt8], Decode)] = [
-            (StorageRecordCodec.encode(HardState(term: 3, vote: 1, commit: 9)), { _ = try StorageRecordCodec.decodeHardState($0) }),
-            (StorageRecordCodec.encode(ClusterSettings(clusterID: 1, heapBase: 2, heapSize: 3, pageSize: 4)), { _ = try StorageRecordCodec.decodeSettings($0) }),
-            (StorageRecordCodec.encode(ConfState(voters: [1, 2], learners: [3], votersOutgoing: [4])), { _ = try StorageRecordCodec.decodeConfState($0) }),
-            (StorageRecordCodec.encode(SnapshotPointer(id: 1, index: 2, term: 3)), { _ = try StorageRecordCodec.decodeSnapshotPointer($0) }),
-            (StorageRecordCodec.encode(CompactionPoint(index: 2, term: 3)), { _ = try StorageRecordCodec.decodeCompactionPoint($0) }),
+            (
+                StorageRecordCodec.encode(HardState(term: 3, vote: 1, commit: 9)),
+                { _ = try StorageRecordCodec.decodeHardState($0) }
+            ),
+            (
+                StorageRecordCodec.encode(ClusterSettings(clusterID: 1, heapBase: 2, heapSize: 3, pageSize: 4)),
+                { _ = try StorageRecordCodec.decodeSettings($0) }
+            ),
+            (
+                StorageRecordCodec.encode(ConfState(voters: [1, 2], learners: [3], votersOutgoing: [4])),
+                { _ = try StorageRecordCodec.decodeConfState($0) }
+            ),
+            (
+                StorageRecordCodec.encode(SnapshotPointer(id: 1, index: 2, term: 3)),
+                { _ = try StorageRecordCodec.decodeSnapshotPointer($0) }
+            ),
+            (
+                StorageRecordCodec.encode(CompactionPoint(index: 2, term: 3)),
+                { _ = try StorageRecordCodec.decodeCompactionPoint($0) }
+            ),
             (StorageRecordCodec.encodeFormat(layoutVersion: 1), { _ = try StorageRecordCodec.decodeFormat($0) }),
             (
                 StorageRecordCodec.encode(
-                    SnapshotManifest(id: 1, metadata: SnapshotMetadata(index: 5, term: 2, confState: ConfState(voters: [1])), totalSize: 10, chunkSize: 4, chunkCount: 3, checksum: 7)),
+                    SnapshotManifest(
+                        id: 1, metadata: SnapshotMetadata(index: 5, term: 2, confState: ConfState(voters: [1])),
+                        totalSize: 10, chunkSize: 4, chunkCount: 3, checksum: 7)),
                 { _ = try StorageRecordCodec.decodeManifest($0) }
             ),
         ]

@@ -1,7 +1,8 @@
 import GallocyCodec
 import GallocyRaft
-@testable import GallocyStorage
 import Testing
+
+@testable import GallocyStorage
 
 @Suite struct SnapshotStoreTests {
     private func bytes(_ count: Int, seed: UInt8) -> [UInt8] {
@@ -91,7 +92,8 @@ import Testing
             let storage = try RaftStorage(path: path)
             try storage.persist(entries: makeEntries(1...5, term: 1), hardState: HardState(term: 3, commit: 2))
             let conf = ConfState(voters: [1, 2, 3])
-            try storage.saveSnapshot(SnapshotMetadata(index: 20, term: 3, confState: conf), data: [7, 7], replacingLog: true)
+            try storage.saveSnapshot(
+                SnapshotMetadata(index: 20, term: 3, confState: conf), data: [7, 7], replacingLog: true)
             #expect(storage.firstIndex == 21 && storage.lastIndex == 20)
             #expect(try storage.term(at: 20) == 3)
             #expect(storage.hardState.commit == 20)

@@ -1,12 +1,14 @@
 import Foundation
 import GallocyRaft
+
 @testable import GallocyStorage
 
 /// A fresh directory under the system's temporary directory, removed with everything in it when
 /// `body` returns.
 func withTemporaryDirectory<R>(_ body: (String) throws -> R) throws -> R {
     var template = Array((NSTemporaryDirectory() + "/gallocy-storage-XXXXXX").utf8CString)
-    guard let made = template.withUnsafeMutableBufferPointer({ buffer in buffer.baseAddress.flatMap { mkdtemp($0) } }) else {
+    guard let made = template.withUnsafeMutableBufferPointer({ buffer in buffer.baseAddress.flatMap { mkdtemp($0) } })
+    else {
         throw StorageError(.io, "mkdtemp failed")
     }
     let path = String(cString: made)
@@ -17,7 +19,9 @@ func withTemporaryDirectory<R>(_ body: (String) throws -> R) throws -> R {
 /// Entries `range` of term `term`, each with a little data that depends on index and term.
 func makeEntries(_ range: ClosedRange<UInt64>, term: UInt64, size: Int = 16) -> [Entry] {
     range.map { index in
-        Entry(term: term, index: index, data: (0..<size).map { UInt8(truncatingIfNeeded: Int(index) &* 31 &+ Int(term) &+ $0) })
+        Entry(
+            term: term, index: index,
+            data: (0..<size).map { UInt8(truncatingIfNeeded: Int(index) &* 31 &+ Int(term) &+ $0) })
     }
 }
 
