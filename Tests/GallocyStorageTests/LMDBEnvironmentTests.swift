@@ -1,5 +1,6 @@
 import CLMDB
 import Foundation
+import Synchronization
 import Testing
 
 @testable import GallocyStorage
@@ -193,5 +194,50 @@ import Testing
             _ = try LMDBEnvironment(path: "/nonexistent/gallocy-test-dir", configuration: .init())
         }
         #expect(error?.code == ENOENT)
+    }
+}
+
+@Suite struct LMDBConcurrencyTests {
+    @Test func mapGrowsWhileOtherThreadsRead() throws {
+        try withTemporaryDirectory { path in
+            let env = try LMDBEnvironment(path: path, configuration: .init(mapSize: 64 << 10))
+            let db = try env.openDatabase("test", create: true)
+            let value = [UInt8](repeating: 0x42, count: 3000)
+            let writesDone = Atomic<Bool>(false)
+            let failures = Mutex<[String]>([])
+            DispatchQueue.concurrentPerform(iterations: 4) { worker in
+                do {
+                    if worker == 0 {
+                        defer { writesDone.store(true, ordering: .releasing) }
+                        for batch: UInt64 in 0..<40 {
+                            try env.write { txn in
+                                for k in batch * 25..<(batch + 1) * 25 { try txn.put(value, forKey: bigEndianKey(k), in: db) }
+                            }
+                        }
+                        return
+                    }
+                    // Readers: every value they see is whole, and counts only grow.
+                    var seen = 0
+                    while !writesDone.load(ordering: .acquiring) {
+                        let count = try env.read { txn in
+                            let count = try txn.count(in: db)
+                            if count > 0, let last = try txn.get(bigEndianKey(UInt64(count - 1)), in: db) {
+                                guard last.count == value.count, last.allSatisfy({ $0 == 0x42 }) else {
+                                    throw StorageError(.corrupted, "torn value")
+                                }
+                            }
+                            return count
+                        }
+                        guard count >= seen else { throw StorageError(.corrupted, "count went down") }
+                        seen = count
+                    }
+                } catch {
+                    failures.withLock { $0.append("worker \(worker): \(error)") }
+                }
+            }
+            #expect(failures.withLock { $0 }.isEmpty)
+            #expect(env.mapSize > 64 << 10)
+            #expect(try env.read { txn in try txn.count(in: db) } == 1000)
+        }
     }
 }
