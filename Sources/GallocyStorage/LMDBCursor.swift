@@ -12,6 +12,12 @@ package struct LMDBCursor: ~Copyable {
     let database: LMDBDatabase
     let isReadOnly: Bool
 
+    /// Makes the value lent to a cursor closure; not inlined, see `LMDBTransaction.make`.
+    @inline(never)
+    static func make(_ handle: OpaquePointer, _ database: LMDBDatabase, isReadOnly: Bool) -> LMDBCursor {
+        LMDBCursor(handle: handle, database: database, isReadOnly: isReadOnly)
+    }
+
     /// Moves to the first key. Wraps `mdb_cursor_get(MDB_FIRST)`.
     package func first() throws(LMDBError) -> Item? { try get(MDB_FIRST, "first") }
     /// Moves to the last key. Wraps `mdb_cursor_get(MDB_LAST)`.

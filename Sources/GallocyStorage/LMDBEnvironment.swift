@@ -198,7 +198,7 @@ package final class LMDBEnvironment: @unchecked Sendable {
                 return try gate.shared {
                     let txn = try beginReadTransaction()
                     defer { mdb_txn_abort(txn) }
-                    return try body(LMDBTransaction(handle: txn, isReadOnly: true))
+                    return try body(LMDBTransaction.make(txn, isReadOnly: true))
                 }
             } catch is MapResizedByAnotherProcess {
                 // Only a read-only environment sees this (in a writable one this process is the
@@ -220,7 +220,7 @@ package final class LMDBEnvironment: @unchecked Sendable {
         guard let txn else { throw LMDBError(EINVAL, "beginning a read transaction in \(path)") }
         let result: R
         do {
-            result = try body(LMDBTransaction(handle: txn, isReadOnly: true))
+            result = try body(LMDBTransaction.make(txn, isReadOnly: true))
         } catch {
             mdb_txn_abort(txn)
             throw error
@@ -262,7 +262,7 @@ package final class LMDBEnvironment: @unchecked Sendable {
                 guard let txn else { throw LMDBError(EINVAL, "beginning a write transaction in \(path)") }
                 let value: R
                 do {
-                    value = try body(LMDBTransaction(handle: txn, isReadOnly: false))
+                    value = try body(LMDBTransaction.make(txn, isReadOnly: false))
                 } catch let error as LMDBError where error.code == MDB_MAP_FULL {
                     mdb_txn_abort(txn)
                     try grow(after: error)

@@ -12,6 +12,14 @@ package struct LMDBTransaction: ~Copyable {
     /// True for a read transaction; the mutating calls throw `EACCES` there.
     package let isReadOnly: Bool
 
+    /// Makes the value lent to a transaction closure. Not inlined: Swift 6.3's generic
+    /// specializer crashes (-O, "Cannot initialize a nonCopyable type with a guaranteed value")
+    /// when it clones a generic function that builds a non-copyable struct in place.
+    @inline(never)
+    static func make(_ handle: OpaquePointer, isReadOnly: Bool) -> LMDBTransaction {
+        LMDBTransaction(handle: handle, isReadOnly: isReadOnly)
+    }
+
     /// The value stored under `key`, or nil when there is none. Wraps `mdb_get`.
     package func get(_ key: UnsafeRawBufferPointer, in database: LMDBDatabase) throws(LMDBError)
         -> UnsafeRawBufferPointer?
@@ -105,7 +113,7 @@ package struct LMDBTransaction: ~Copyable {
         // A cursor may be closed before its transaction ends in both kinds of transaction; read
         // transactions require it, so the wrapper always does.
         defer { mdb_cursor_close(cursor) }
-        return try body(LMDBCursor(handle: cursor, database: database, isReadOnly: isReadOnly))
+        return try body(LMDBCursor.make(cursor, database, isReadOnly: isReadOnly))
     }
 
     private func requireWritable(_ context: @autoclosure () -> String) throws(LMDBError) {
