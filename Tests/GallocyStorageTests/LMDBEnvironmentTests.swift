@@ -211,7 +211,9 @@ import Testing
                         defer { writesDone.store(true, ordering: .releasing) }
                         for batch: UInt64 in 0..<40 {
                             try env.write { txn in
-                                for k in batch * 25..<(batch + 1) * 25 { try txn.put(value, forKey: bigEndianKey(k), in: db) }
+                                for k in batch * 25..<(batch + 1) * 25 {
+                                    try txn.put(value, forKey: bigEndianKey(k), in: db)
+                                }
                             }
                         }
                         return

@@ -145,20 +145,33 @@ import Testing
         }
     }
 
-    @Test func hardStateAndEntriesShareOneTransaction() throws {
+    @Test func entriesHardStateAndSettingsShareOneTransaction() throws {
         try withTemporaryDirectory { path in
-            let storage = try RaftStorage(path: path)
-            try storage.persist(entries: makeEntries(1...3, term: 1), hardState: HardState(term: 1, commit: 1))
-            // The hard state is valid only together with the entries of the same batch (its commit
-            // index refers to them); the entries are invalid (term goes down), so neither lands.
-            let error = #expect(throws: StorageError.self) {
-                try storage.persist(entries: makeEntries(4...4, term: 0), hardState: HardState(term: 2, commit: 4))
+            do {
+                let storage = try RaftStorage(path: path)
+                try storage.persist(entries: makeEntries(1...3, term: 1), hardState: HardState(term: 1, commit: 1))
+                // The entries are written first inside the transaction; the hard state check fails
+                // after them (commit 9 is past entry 5), so the whole transaction aborts: neither
+                // the entries nor the settings land.
+                let settings = ClusterSettings(clusterID: 1, heapBase: 1 << 40, heapSize: 1 << 20, pageSize: 4096)
+                let error = #expect(throws: StorageError.self) {
+                    try storage.persist(
+                        entries: makeEntries(4...5, term: 2), hardState: HardState(term: 2, commit: 9),
+                        settings: settings)
+                }
+                #expect(error?.code == .invariantViolation)
+                #expect(storage.hardState == HardState(term: 1, commit: 1))
+                #expect(storage.lastIndex == 3)
+                #expect(storage.settings == nil)
+                // A valid batch lands whole: commit 5 is accepted because entry 5 is in the same call.
+                try storage.persist(entries: makeEntries(4...6, term: 2), hardState: HardState(term: 2, commit: 5))
+                #expect(storage.hardState.commit == 5 && storage.lastIndex == 6)
             }
-            #expect(error?.code == .invariantViolation)
-            #expect(storage.hardState == HardState(term: 1, commit: 1))
-            // And a valid batch lands whole: commit 5 is accepted because entry 5 is in the same call.
-            try storage.persist(entries: makeEntries(4...5, term: 2), hardState: HardState(term: 2, commit: 5))
-            #expect(storage.hardState.commit == 5 && storage.lastIndex == 5)
+            let reopened = try RaftStorage(path: path)
+            #expect(
+                reopened.lastIndex == 6 && reopened.hardState == HardState(term: 2, commit: 5)
+                    && reopened.settings == nil)
+            #expect(try reopened.entries(from: 1, to: 7) == makeEntries(1...3, term: 1) + makeEntries(4...6, term: 2))
         }
     }
 
