@@ -25,8 +25,8 @@ import Synchronization
 /// Two rules follow for callers:
 /// - a write closure may run more than once, so it must not have side effects outside the
 ///   transaction (compute into locals, publish after `write` returns);
-/// - never call `write(_:)` from inside a `read(_:)` closure on the same thread: a resize would
-///   wait for that very read transaction.
+/// - never call `write(_:)` or `read(_:)` from inside a `read(_:)` closure on the same thread: a
+///   resize would wait for the outer read transaction, which waits for the inner call.
 package final class LMDBEnvironment: @unchecked Sendable {
     // @unchecked: `handle` is an MDB_env, which LMDB allows to be shared between threads; every
     // call that LMDB requires to be exclusive (write transactions, mdb_env_set_mapsize,
@@ -112,6 +112,18 @@ package final class LMDBEnvironment: @unchecked Sendable {
         }
         handle = opened
         currentMapSize = Atomic(info.me_mapsize)
+        if !configuration.readOnly { clearStaleReaders() }
+    }
+
+    /// Frees the reader slots of processes that died inside a read transaction (a SIGKILLed log
+    /// tool, say), whose snapshots would otherwise keep the writer from reusing pages and make
+    /// the file grow. Wraps `mdb_reader_check`; done when a writable environment opens and before
+    /// the map grows. Returns the number of slots freed.
+    @discardableResult
+    package func clearStaleReaders() -> Int32 {
+        var dead: Int32 = 0
+        mdb_reader_check(handle, &dead)
+        return dead
     }
 
     private static func open(_ path: String, flags: UInt32, _ configuration: Configuration) throws(LMDBError)
@@ -294,6 +306,7 @@ package final class LMDBEnvironment: @unchecked Sendable {
     /// Doubles the map. Called with the writer mutex held and no write transaction open; waits
     /// for read transactions of this process to end.
     private func grow(after error: LMDBError) throws(LMDBError) {
+        clearStaleReaders()
         let current = mapSize
         guard current < configuration.maxMapSize else {
             throw LMDBError(error.code, "the map of \(path) reached its limit of \(configuration.maxMapSize) bytes")

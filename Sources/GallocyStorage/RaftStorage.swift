@@ -251,24 +251,35 @@ package final class RaftStorage: Sendable {
         if index == compaction.index { return compaction.term }
         if index == last { return lastTerm }
         try checkBounds(index, compaction: compaction, last: last)
-        let found: UInt64? = try storageOperation("reading the term of entry \(index)") {
+        return try storageOperation("reading the term of entry \(index)") {
             try environment.read { txn in
-                try txn.get(StorageLayout.logKey(index), in: logDB).map { raw in
+                if let raw = try txn.get(StorageLayout.logKey(index), in: logDB) {
                     do { return try EntryCodec.term(of: raw) } catch {
                         throw StorageError(.corrupted, "log entry \(index) is damaged: \(error)")
                     }
                 }
+                // Not in this snapshot of the log: a concurrent compaction or truncation moved the
+                // bounds since they were read above. Judge by the bounds of this same snapshot.
+                let (compaction, last) = try self.logBounds(txn)
+                if index == compaction.index { return compaction.term }
+                try self.checkBounds(index, compaction: compaction, last: last)
+                throw StorageError(
+                    .corrupted,
+                    "log entry \(index) is missing although the log runs from \(compaction.index + 1) to \(last)")
             }
         }
-        if let found { return found }
-        // The entry went away between the bounds check and the read (a concurrent compaction or
-        // truncation): answer for the bounds as they are now.
-        let now = snapshotOfState
-        if index == now.compaction.index { return now.compaction.term }
-        try checkBounds(index, compaction: now.compaction, last: now.lastIndex)
-        throw StorageError(
-            .corrupted,
-            "log entry \(index) is missing although the log runs from \(now.compaction.index + 1) to \(now.lastIndex)")
+    }
+
+    /// The compaction point and last index as seen by `txn` (the in-memory copies may be newer
+    /// or older than a read transaction's snapshot).
+    private func logBounds(_ txn: borrowing LMDBTransaction) throws -> (CompactionPoint, UInt64) {
+        var compaction = CompactionPoint.none
+        if let raw = try txn.get(StorageLayout.compactionKey, in: metaDB) {
+            compaction = try StorageRecordCodec.decodeCompactionPoint(raw)
+        }
+        let lastKey = try txn.withCursor(on: logDB) { cursor in try cursor.last().map { Array($0.key) } }
+        let last = lastKey.flatMap { key in key.withUnsafeBytes { StorageLayout.logIndex($0) } }
+        return (compaction, last ?? compaction.index)
     }
 
     private func checkBounds(_ index: UInt64, compaction: CompactionPoint, last: UInt64) throws(StorageError) {
@@ -300,9 +311,10 @@ package final class RaftStorage: Sendable {
         if hi - 1 > s.lastIndex {
             throw StorageError(.unavailable, "log entry \(hi - 1) is beyond the last index \(s.lastIndex)")
         }
-        let result: [Entry]? = try storageOperation("reading log entries \(lo)..<\(hi)") {
+        return try storageOperation("reading log entries \(lo)..<\(hi)") {
             try environment.read { txn in
-                try txn.withCursor(on: logDB) { cursor -> [Entry]? in
+                // nil: an index of the range is not in this snapshot of the log.
+                let found = try txn.withCursor(on: logDB) { cursor -> [Entry]? in
                     var entries: [Entry] = []
                     var bytes = 0
                     var expected = lo
@@ -325,19 +337,21 @@ package final class RaftStorage: Sendable {
                     }
                     return entries
                 }
+                if let found { return found }
+                // A concurrent compaction or truncation moved the bounds since they were read
+                // above. Judge by the bounds of this same snapshot.
+                let (compaction, last) = try self.logBounds(txn)
+                if lo <= compaction.index {
+                    throw StorageError(
+                        .compacted, "log entry \(lo) was compacted (the log now starts at \(compaction.index + 1))")
+                }
+                if hi - 1 > last {
+                    throw StorageError(.unavailable, "log entry \(hi - 1) is beyond the last index \(last)")
+                }
+                throw StorageError(
+                    .corrupted, "the log has a gap between \(lo) and \(hi) (run `gallocy log verify`)")
             }
         }
-        if let result { return result }
-        // Entries went away while reading (a concurrent compaction or truncation).
-        let now = snapshotOfState
-        if lo <= now.compaction.index {
-            throw StorageError(
-                .compacted, "log entry \(lo) was compacted (the log now starts at \(now.compaction.index + 1))")
-        }
-        if hi - 1 > now.lastIndex {
-            throw StorageError(.unavailable, "log entry \(hi - 1) is beyond the last index \(now.lastIndex)")
-        }
-        throw StorageError(.corrupted, "the log has a gap between \(lo) and \(hi) (run `gallocy log verify`)")
     }
 
     /// The entry at `index`.

@@ -4,8 +4,11 @@ import Glibc
 /// resized: `mdb_env_set_mapsize` may only be called when this process has no transaction open.
 /// A `pthread_rwlock_t`, kept at a stable heap address as POSIX requires.
 ///
-/// Shared holds may nest on one thread (glibc's default read-preferring lock allows it), but a
-/// thread must never ask for the exclusive hold while it has a shared one.
+/// The lock prefers writers (`PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP`): with glibc's
+/// default, readers that follow each other without a pause starve a resize forever (measured:
+/// minutes). The price is that shared holds must not nest on one thread (a waiting resize
+/// blocks the inner one: deadlock), and a thread must never ask for the exclusive hold while it
+/// has a shared one; `LMDBEnvironment` documents both rules for its callers.
 final class ResizeGate: @unchecked Sendable {
     // @unchecked: the lock is only touched through pthread_rwlock_* calls, which are thread-safe;
     // the pointer itself never changes after init.
@@ -14,7 +17,11 @@ final class ResizeGate: @unchecked Sendable {
     init() {
         lock = .allocate(capacity: 1)
         lock.initialize(to: pthread_rwlock_t())
-        pthread_rwlock_init(lock, nil)
+        var attributes = pthread_rwlockattr_t()
+        pthread_rwlockattr_init(&attributes)
+        pthread_rwlockattr_setkind_np(&attributes, Int32(PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
+        pthread_rwlock_init(lock, &attributes)
+        pthread_rwlockattr_destroy(&attributes)
     }
 
     deinit {

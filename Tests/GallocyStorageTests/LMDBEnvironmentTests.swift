@@ -53,14 +53,32 @@ import Testing
         }
     }
 
-    @Test func readSeesASnapshotWhileAWriteCommits() throws {
+    @Test func readSeesASnapshotWhileAWriteCommitsOnAnotherThread() throws {
         try withTemporaryDirectory { path in
             let (env, db) = try open(path)
             try env.write { txn in try txn.put([1], forKey: [0], in: db) }
-            try env.read { txn throws in
-                try env.write { w in try w.put([2], forKey: [0], in: db) }
-                #expect(try txn.get([0], in: db).map { Array($0) } == [1])
+            let readerIsIn = DispatchSemaphore(value: 0)
+            let writeCommitted = DispatchSemaphore(value: 0)
+            let readerDone = DispatchSemaphore(value: 0)
+            let seen = FailureLog()
+            Thread.detachNewThread {
+                do {
+                    try env.read { txn in
+                        readerIsIn.signal()
+                        writeCommitted.wait()
+                        // The write committed meanwhile; this transaction still sees its snapshot.
+                        seen.record("\(try txn.get([0], in: db).map { Array($0) } ?? [])")
+                    }
+                } catch {
+                    seen.record("error: \(error)")
+                }
+                readerDone.signal()
             }
+            readerIsIn.wait()
+            try env.write { txn in try txn.put([2], forKey: [0], in: db) }
+            writeCommitted.signal()
+            readerDone.wait()
+            #expect(seen.all == ["[1]"])
             #expect(try env.read { txn in try txn.get([0], in: db).map { Array($0) } } == [2])
         }
     }
@@ -203,41 +221,38 @@ import Testing
             let env = try LMDBEnvironment(path: path, configuration: .init(mapSize: 64 << 10))
             let db = try env.openDatabase("test", create: true)
             let value = [UInt8](repeating: 0x42, count: 3000)
-            let writesDone = Atomic<Bool>(false)
-            let failures = Mutex<[String]>([])
-            DispatchQueue.concurrentPerform(iterations: 4) { worker in
+            let failures = FailureLog()
+            let reads = SharedCounter()
+            whileReading(readers: 3) {
+                // Every value a reader sees is whole.
                 do {
-                    if worker == 0 {
-                        defer { writesDone.store(true, ordering: .releasing) }
-                        for batch: UInt64 in 0..<40 {
-                            try env.write { txn in
-                                for k in batch * 25..<(batch + 1) * 25 {
-                                    try txn.put(value, forKey: bigEndianKey(k), in: db)
-                                }
+                    try env.read { txn in
+                        let count = try txn.count(in: db)
+                        if count > 0, let last = try txn.get(bigEndianKey(UInt64(count - 1)), in: db) {
+                            if last.count != value.count || !last.allSatisfy({ $0 == 0x42 }) {
+                                failures.record("torn value under key \(count - 1)")
                             }
                         }
-                        return
                     }
-                    // Readers: every value they see is whole, and counts only grow.
-                    var seen = 0
-                    while !writesDone.load(ordering: .acquiring) {
-                        let count = try env.read { txn in
-                            let count = try txn.count(in: db)
-                            if count > 0, let last = try txn.get(bigEndianKey(UInt64(count - 1)), in: db) {
-                                guard last.count == value.count, last.allSatisfy({ $0 == 0x42 }) else {
-                                    throw StorageError(.corrupted, "torn value")
-                                }
+                    reads.increment()
+                } catch {
+                    failures.record("reader: \(error)")
+                }
+            } write: {
+                do {
+                    for batch: UInt64 in 0..<40 {
+                        try env.write { txn in
+                            for k in batch * 25..<(batch + 1) * 25 {
+                                try txn.put(value, forKey: bigEndianKey(k), in: db)
                             }
-                            return count
                         }
-                        guard count >= seen else { throw StorageError(.corrupted, "count went down") }
-                        seen = count
                     }
                 } catch {
-                    failures.withLock { $0.append("worker \(worker): \(error)") }
+                    failures.record("writer: \(error)")
                 }
             }
-            #expect(failures.withLock { $0 }.isEmpty)
+            #expect(failures.all.isEmpty, "\(failures.all)")
+            #expect(reads.count > 0)
             #expect(env.mapSize > 64 << 10)
             #expect(try env.read { txn in try txn.count(in: db) } == 1000)
         }

@@ -269,50 +269,43 @@ import Testing
     @Test func readersRacingAppendsTruncationsAndCompactionsSeeOnlyBoundsErrors() throws {
         try withTemporaryDirectory { path in
             let storage = try RaftStorage(path: path, options: .init(mapSize: 128 << 10))
-            let writesDone = Atomic<Bool>(false)
-            let failures = Mutex<[String]>([])
-            let reads = Atomic<Int>(0)
-            DispatchQueue.concurrentPerform(iterations: 3) { worker in
-                if worker == 0 {
-                    defer { writesDone.store(true, ordering: .releasing) }
-                    do {
-                        var term: UInt64 = 1
-                        for round: UInt64 in 0..<150 {
-                            var start = storage.lastIndex + 1
-                            if round % 7 == 3 && storage.lastIndex > storage.hardState.commit + 2 {
-                                start = storage.hardState.commit + 2  // replace an uncommitted suffix
-                                term += 1
-                            }
-                            let entries = makeEntries(start...start + 4, term: term, size: 200)
-                            try storage.persist(entries: entries, hardState: HardState(term: term, commit: start + 1))
-                            if round % 10 == 9 { try storage.compact(through: storage.hardState.commit - 1) }
-                        }
-                    } catch {
-                        failures.withLock { $0.append("writer: \(error)") }
+            let failures = FailureLog()
+            let reads = SharedCounter()
+            whileReading(readers: 2) {
+                let first = storage.firstIndex
+                let last = storage.lastIndex
+                do {
+                    let entries = try storage.entries(from: first, to: last + 1)
+                    for (k, entry) in entries.enumerated() where entry.index != first + UInt64(k) {
+                        failures.record("entry \(entry.index) returned at position \(k) from \(first)")
                     }
-                    return
+                    _ = try storage.term(at: (first + last) / 2)
+                    reads.increment()
+                } catch let error as StorageError where error.code == .compacted || error.code == .unavailable {
+                    // The bounds moved between reading them and reading the log: expected.
+                } catch {
+                    failures.record("reader: \(error)")
                 }
-                while !writesDone.load(ordering: .acquiring) {
-                    let first = storage.firstIndex
-                    let last = storage.lastIndex
-                    do {
-                        let entries = try storage.entries(from: first, to: last + 1)
-                        for (k, entry) in entries.enumerated() where entry.index != first + UInt64(k) {
-                            failures.withLock {
-                                $0.append("entry \(entry.index) returned at position \(k) from \(first)")
-                            }
+            } write: {
+                do {
+                    var term: UInt64 = 1
+                    for round: UInt64 in 0..<150 {
+                        var start = storage.lastIndex + 1
+                        if round % 7 == 3 && storage.lastIndex > storage.hardState.commit + 2 {
+                            // Replace an uncommitted suffix.
+                            start = storage.hardState.commit + 2
+                            term += 1
                         }
-                        _ = try storage.term(at: (first + last) / 2)
-                        reads.add(1, ordering: .relaxed)
-                    } catch let error as StorageError where error.code == .compacted || error.code == .unavailable {
-                        // The bounds moved between reading them and reading the log: expected.
-                    } catch {
-                        failures.withLock { $0.append("reader: \(error)") }
+                        let entries = makeEntries(start...start + 4, term: term, size: 200)
+                        try storage.persist(entries: entries, hardState: HardState(term: term, commit: start + 1))
+                        if round % 10 == 9 { try storage.compact(through: storage.hardState.commit - 1) }
                     }
+                } catch {
+                    failures.record("writer: \(error)")
                 }
             }
-            #expect(failures.withLock { $0 }.isEmpty, "\(failures.withLock { $0 })")
-            #expect(reads.load(ordering: .relaxed) > 0)
+            #expect(failures.all.isEmpty, "\(failures.all)")
+            #expect(reads.count > 0)
             #expect(storage.verify().isIntact)
         }
     }

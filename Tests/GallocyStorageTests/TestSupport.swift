@@ -1,5 +1,6 @@
 import Foundation
 import GallocyRaft
+import Synchronization
 
 @testable import GallocyStorage
 
@@ -43,3 +44,41 @@ func rawGet(_ path: String, database: String, key: [UInt8]) throws -> [UInt8]? {
 }
 
 func bigEndianKey(_ index: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: index >> (56 - 8 * $0)) } }
+
+/// Runs `writer` on the calling thread while `readers` OS threads (not the dispatch pool, which a
+/// loaded test run may not schedule in time) call `read` over and over, each at least once
+/// and until `writer` has returned; then waits for the readers.
+func whileReading(readers: Int, _ read: @escaping @Sendable () -> Void, write writer: () -> Void) {
+    let done = ManagedAtomicFlag()
+    let finished = DispatchSemaphore(value: 0)
+    for _ in 0..<readers {
+        Thread.detachNewThread {
+            repeat { read() } while !done.isSet
+            finished.signal()
+        }
+    }
+    writer()
+    done.set()
+    for _ in 0..<readers { finished.wait() }
+}
+
+/// A flag shared between threads.
+final class ManagedAtomicFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .acquiring) }
+    func set() { flag.store(true, ordering: .releasing) }
+}
+
+/// A list of failures shared between threads.
+final class FailureLog: Sendable {
+    private let items = Mutex<[String]>([])
+    func record(_ failure: String) { items.withLock { $0.append(failure) } }
+    var all: [String] { items.withLock { $0 } }
+}
+
+/// A counter shared between threads.
+final class SharedCounter: Sendable {
+    private let value = Atomic<Int>(0)
+    func increment() { value.add(1, ordering: .relaxed) }
+    var count: Int { value.load(ordering: .relaxed) }
+}
