@@ -74,10 +74,10 @@ package final class LMDBEnvironment: @unchecked Sendable {
     /// Wraps `mdb_env_create`, `mdb_env_set_maxdbs`, `mdb_env_set_mapsize`,
     /// `mdb_env_set_maxreaders` and `mdb_env_open`.
     ///
-    /// Before LMDB maps the file, the opener checks that `data.mdb` is not shorter than its last
-    /// committed transaction says: LMDB would otherwise map past the end of the file and the
-    /// process would die of SIGBUS on the first read of a missing page. A truncated file is
-    /// reported as `MDB_CORRUPTED`.
+    /// Before any transaction reads the map, the opener checks that `data.mdb` is not shorter than
+    /// its last committed transaction says (`mdb_env_info`): LMDB maps the file without checking,
+    /// and the process would die of SIGBUS on the first read of a page past its end. A truncated
+    /// file is reported as `MDB_CORRUPTED`.
     ///
     /// A read-only open whose lock file cannot be opened (a read-only copy of a directory) is
     /// retried with `MDB_NOLOCK`, which is safe only when no process writes to the directory.

@@ -40,6 +40,10 @@ package final class SnapshotWriter {
     /// Adds bytes to the snapshot.
     package func write(_ bytes: UnsafeRawBufferPointer) throws(StorageError) {
         guard !finished else { throw StorageError(.invariantViolation, "snapshot \(id) was already finished") }
+        guard (totalSize + UInt64(bytes.count)) / UInt64(chunkSize) < UInt64(UInt32.max) else {
+            throw StorageError(
+                .invariantViolation, "snapshot \(id) would need more than 2^32 chunks of \(chunkSize) bytes")
+        }
         pending.append(contentsOf: bytes)
         totalSize += UInt64(bytes.count)
         checksum = CRC32C.checksum(bytes, continuing: checksum)
@@ -64,15 +68,18 @@ package final class SnapshotWriter {
         let used = min(count * chunkSize, pending.count)
         try pending.withUnsafeBytes { raw in
             Result { () throws(StorageError) in
-                var chunks: [[UInt8]] = []
-                for k in 0..<count {
-                    let range = k * chunkSize..<min((k + 1) * chunkSize, used)
-                    chunks.append(
-                        StorageRecordCodec.encodeChunk(
-                            snapshot: id, number: chunksWritten + UInt32(k),
-                            payload: UnsafeRawBufferPointer(rebasing: raw[range])))
+                // A transaction per group of chunks, however much one write(_:) call handed over.
+                for group in stride(from: 0, to: count, by: chunksPerTransaction) {
+                    var chunks: [[UInt8]] = []
+                    for k in group..<min(group + chunksPerTransaction, count) {
+                        let range = k * chunkSize..<min((k + 1) * chunkSize, used)
+                        chunks.append(
+                            StorageRecordCodec.encodeChunk(
+                                snapshot: id, number: chunksWritten + UInt32(k),
+                                payload: UnsafeRawBufferPointer(rebasing: raw[range])))
+                    }
+                    try storage.storeSnapshotChunks(chunks, snapshot: id, firstNumber: chunksWritten + UInt32(group))
                 }
-                try storage.storeSnapshotChunks(chunks, snapshot: id, firstNumber: chunksWritten)
             }
         }.get()
         chunksWritten += UInt32(count)

@@ -26,7 +26,20 @@ import Testing
         }
     }
 
-    @Test func emptySnapshotIsOneEmptyChunkFree() throws {
+    @Test func largeSnapshotHandedOverInOneCallRoundTrips() throws {
+        try withTemporaryDirectory { path in
+            // 20 MiB in 1 MiB chunks: written as three transactions of at most 8 chunks.
+            let storage = try RaftStorage(path: path, options: .init(mapSize: 1 << 20))
+            var random = SplitMix64(seed: 5)
+            let data = random.bytes(20 << 20)
+            let manifest = try storage.saveSnapshot(SnapshotMetadata(), data: data)
+            #expect(manifest.chunkCount == 20)
+            #expect(try storage.readSnapshot()?.data == data)
+            #expect(try storage.readSnapshotChunk(19, of: manifest) == Array(data[(19 << 20)...]))
+        }
+    }
+
+    @Test func emptySnapshotHasNoChunks() throws {
         try withTemporaryDirectory { path in
             let storage = try RaftStorage(path: path)
             let manifest = try storage.saveSnapshot(SnapshotMetadata(), data: [])
