@@ -299,6 +299,29 @@ package final class RaftStorage: Sendable {
     /// small budget still makes progress). Throws `.compacted` when `lo` is at or below the
     /// compacted index, `.unavailable` when `hi` is past `lastIndex + 1`.
     package func entries(from lo: UInt64, to hi: UInt64, maxBytes: Int = .max) throws(StorageError) -> [Entry] {
+        try storedEntries(from: lo, to: hi, maxBytes: maxBytes).map(\.entry)
+    }
+
+    /// Calls `body` with every entry in `lo..<hi` in order, and the size of its stored (encoded)
+    /// form, reading about `batchBytes` per read transaction: for walking a long log (the log
+    /// tool's dump and replay) without holding it all in memory or one transaction open long.
+    /// `body` runs outside any transaction and may call this storage. Throws what `entries`
+    /// throws, or what `body` throws.
+    package func forEachEntry(
+        from lo: UInt64, to hi: UInt64, batchBytes: Int = 4 << 20,
+        _ body: (_ entry: Entry, _ storedSize: Int) throws -> Void
+    ) throws {
+        var next = lo
+        while next < hi {
+            let batch = try storedEntries(from: next, to: hi, maxBytes: batchBytes)
+            for (entry, size) in batch { try body(entry, size) }
+            next += UInt64(batch.count)
+        }
+    }
+
+    private func storedEntries(from lo: UInt64, to hi: UInt64, maxBytes: Int) throws(StorageError) -> [(
+        entry: Entry, size: Int
+    )] {
         guard lo <= hi else {
             throw StorageError(.invariantViolation, "entries(from: \(lo), to: \(hi)): the range is reversed")
         }
@@ -314,8 +337,8 @@ package final class RaftStorage: Sendable {
         return try storageOperation("reading log entries \(lo)..<\(hi)") {
             try environment.read { txn in
                 // nil: an index of the range is not in this snapshot of the log.
-                let found = try txn.withCursor(on: logDB) { cursor -> [Entry]? in
-                    var entries: [Entry] = []
+                let found = try txn.withCursor(on: logDB) { cursor -> [(entry: Entry, size: Int)]? in
+                    var entries: [(entry: Entry, size: Int)] = []
                     var bytes = 0
                     var expected = lo
                     var item = try cursor.seek(atLeast: StorageLayout.logKey(lo))
@@ -331,7 +354,7 @@ package final class RaftStorage: Sendable {
                             throw StorageError(
                                 .corrupted, "the log entry stored at index \(expected) says it is entry \(entry.index)")
                         }
-                        entries.append(entry)
+                        entries.append((entry, value.count))
                         expected += 1
                         item = try cursor.next()
                     }

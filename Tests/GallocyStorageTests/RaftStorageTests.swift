@@ -47,6 +47,20 @@ import Testing
         }
     }
 
+    @Test func forEachEntryWalksARangeInBatchesWithStoredSizes() throws {
+        try withTemporaryDirectory { path in
+            let storage = try RaftStorage(path: path)
+            let entries = makeEntries(1...100, term: 1, size: 300)
+            try storage.append(entries)
+            var seen: [Entry] = []
+            try storage.forEachEntry(from: 3, to: 101, batchBytes: 1000) { entry, size in
+                #expect(size == EntryCodec.encode(entry).count)
+                seen.append(entry)
+            }
+            #expect(seen == Array(entries[2...]))
+        }
+    }
+
     @Test func appendingAtAnIndexReplacesTheConflictingSuffix() throws {
         try withTemporaryDirectory { path in
             let storage = try RaftStorage(path: path)
