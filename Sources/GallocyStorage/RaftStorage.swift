@@ -319,9 +319,10 @@ package final class RaftStorage: Sendable {
         }
     }
 
-    private func storedEntries(from lo: UInt64, to hi: UInt64, maxBytes: Int) throws(StorageError) -> [(
-        entry: Entry, size: Int
-    )] {
+    /// An entry and the size of its stored form.
+    private typealias StoredEntry = (entry: Entry, size: Int)
+
+    private func storedEntries(from lo: UInt64, to hi: UInt64, maxBytes: Int) throws(StorageError) -> [StoredEntry] {
         guard lo <= hi else {
             throw StorageError(.invariantViolation, "entries(from: \(lo), to: \(hi)): the range is reversed")
         }
@@ -337,8 +338,8 @@ package final class RaftStorage: Sendable {
         return try storageOperation("reading log entries \(lo)..<\(hi)") {
             try environment.read { txn in
                 // nil: an index of the range is not in this snapshot of the log.
-                let found = try txn.withCursor(on: logDB) { cursor -> [(entry: Entry, size: Int)]? in
-                    var entries: [(entry: Entry, size: Int)] = []
+                let found = try txn.withCursor(on: logDB) { cursor -> [StoredEntry]? in
+                    var entries: [StoredEntry] = []
                     var bytes = 0
                     var expected = lo
                     var item = try cursor.seek(atLeast: StorageLayout.logKey(lo))
