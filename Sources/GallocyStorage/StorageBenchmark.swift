@@ -95,6 +95,25 @@ package enum StorageBenchmark {
             benchCase: benchCase, subject: subject, entries: entries, commits: commits, seconds: elapsed())
     }
 
+    /// Ours against raw for one case: `rounds` alternating pairs of runs of `seconds / rounds`
+    /// each, so that both see the same stretch of the disk's (very variable) sync latency; the
+    /// figures are the medians of the rounds.
+    package static func compare(_ benchCase: Case, seconds: Double, rounds: Int, parent: String) throws(StorageError)
+        -> (ours: Measurement, raw: Measurement)
+    {
+        var ours: [Measurement] = []
+        var raw: [Measurement] = []
+        let slice = seconds / Double(max(rounds, 1))
+        for _ in 0..<max(rounds, 1) {
+            ours.append(try measure(benchCase, .raftStorage, seconds: slice, parent: parent))
+            raw.append(try measure(benchCase, .rawLMDB, seconds: slice, parent: parent))
+        }
+        func median(_ runs: [Measurement]) -> Measurement {
+            runs.sorted { $0.entriesPerSecond < $1.entriesPerSecond }[runs.count / 2]
+        }
+        return (median(ours), median(raw))
+    }
+
     private static func removeDataDirectory(_ path: String) {
         for file in ["data.mdb", "lock.mdb", DataDirectory.lockFileName] { unlink(path + "/" + file) }
         rmdir(path)

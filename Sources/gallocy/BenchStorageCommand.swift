@@ -11,27 +11,33 @@ struct BenchStorageCommand: ParsableCommand {
             For batches of 1, 64 and 1024 entries of 64 B and 4 KiB, appends for --seconds per case to a \
             fresh directory, once through RaftStorage.persist (codec, checksums, hard state) and once as a \
             plain mdb_put loop in one transaction per batch, both with one synced commit per batch, and \
-            prints the ratio ours/raw. MB/s counts entry payload bytes (10^6 bytes).
+            prints the ratio ours/raw. The two alternate in --rounds short runs to the same disk, so that \
+            both see the same stretch of its sync latency (which varies a lot), and the figures are the \
+            medians. MB/s counts entry payload bytes (10^6 bytes).
             """
     )
 
-    @Option(help: "Seconds to run each case.") var seconds: Double = 1.0
-    @Flag(help: "Run each case for 0.2 seconds.") var quick = false
+    @Option(help: "Seconds to run each case (for ours and for raw each).") var seconds: Double = 1.5
+    @Option(help: "Alternating rounds per case; the figures are medians.") var rounds: Int = 5
+    @Flag(help: "Short: 0.3 seconds per case, 3 rounds.") var quick = false
     @Option(help: "Directory to create the scratch data directories in (default: $TMPDIR or /tmp).") var dir: String?
 
     func run() throws {
-        let duration = quick ? 0.2 : seconds
+        let duration = quick ? 0.3 : seconds
+        let rounds = quick ? 3 : self.rounds
         guard duration > 0 else { throw ValidationError("--seconds must be positive") }
+        guard rounds > 0 else { throw ValidationError("--rounds must be positive") }
         let parent = try scratchDirectory()
         defer { rmdir(parent) }
-        print("gallocy bench storage: sync on, one commit per batch, \(duration) s per case, in \(parent)")
+        print(
+            "gallocy bench storage: sync on, one commit per batch, \(duration) s per case for each side, "
+                + "medians of \(rounds) alternating rounds, in \(parent)")
         print(
             pad("batch", 6) + pad("entry", 7) + pad("ours entries/s", 16) + pad("ours MB/s", 11)
                 + pad("raw entries/s", 15)
                 + pad("raw MB/s", 10) + pad("ours/raw", 10))
         for benchCase in StorageBenchmark.standardCases {
-            let ours = try StorageBenchmark.measure(benchCase, .raftStorage, seconds: duration, parent: parent)
-            let raw = try StorageBenchmark.measure(benchCase, .rawLMDB, seconds: duration, parent: parent)
+            let (ours, raw) = try StorageBenchmark.compare(benchCase, seconds: duration, rounds: rounds, parent: parent)
             let size = benchCase.entrySize >= 1024 ? "\(benchCase.entrySize / 1024) KiB" : "\(benchCase.entrySize) B"
             print(
                 pad("\(benchCase.batch)", 6) + pad(size, 7) + pad(format(ours.entriesPerSecond, 0), 16)
