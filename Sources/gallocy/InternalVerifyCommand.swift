@@ -16,10 +16,11 @@ struct InternalVerifyCommand: ParsableCommand {
     @Option(help: "The data directory.") var data: String
     @Flag(help: "Verify in a child process, so that a crash of liblmdb on damaged pages becomes a report.")
     var isolated = false
+    @Option(help: "With --isolated: seconds after which the verifying child is killed.") var timeout: Double = 300
 
     func run() throws {
         if isolated {
-            let outcome = try Self.verifyInChildProcess(data: data)
+            let outcome = try Self.verifyInChildProcess(data: data, timeout: timeout)
             guard outcome.intact else { throw InternalFailure(message: outcome.text) }
             writeLine(outcome.text)
             return
@@ -42,7 +43,10 @@ struct InternalVerifyCommand: ParsableCommand {
     }
 
     /// Runs `gallocy internal verify --data DIR` in a child process and interprets its end.
-    static func verifyInChildProcess(data: String) throws -> IsolatedVerification {
+    ///
+    /// A child still running after `timeout` seconds (liblmdb can also loop forever in a B-tree
+    /// whose damaged pointers form a cycle) is killed, and that is reported too.
+    static func verifyInChildProcess(data: String, timeout: Double = 300) throws -> IsolatedVerification {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else {
             throw InternalFailure(message: "cannot create a pipe: \(String(cString: strerror(errno)))")
@@ -69,7 +73,18 @@ struct InternalVerifyCommand: ParsableCommand {
         }
         var output: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
+        var timedOut = false
+        let deadline = monotonicSeconds() + timeout
         while true {
+            var poller = pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
+            let waitMillis = Int32(max(0, min(deadline - monotonicSeconds(), 3600)) * 1000)
+            let ready = poll(&poller, 1, waitMillis)
+            if ready < 0 && errno == EINTR { continue }
+            if ready == 0 {
+                timedOut = true
+                kill(pid, SIGKILL)
+                break
+            }
             let count = buffer.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
             guard count > 0 else { break }
@@ -77,6 +92,12 @@ struct InternalVerifyCommand: ParsableCommand {
         }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        if timedOut {
+            return IsolatedVerification(
+                intact: false,
+                text: "data.mdb: the verifier did not finish within \(timeout) s (liblmdb loops in damaged B-tree "
+                    + "pages, or the directory is very large: raise --timeout)")
+        }
         var text = String(decoding: output, as: UTF8.self).trimmingCharacters(in: [" ", "\n"])
         if text.hasPrefix("Error: ") { text.removeFirst("Error: ".count) }
         let signal = status & 0x7F
@@ -88,6 +109,13 @@ struct InternalVerifyCommand: ParsableCommand {
         }
         return IsolatedVerification(intact: (status >> 8) & 0xFF == 0, text: text)
     }
+}
+
+/// Seconds on the monotonic clock.
+private func monotonicSeconds() -> Double {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
 }
 
 extension String {

@@ -161,7 +161,7 @@ import Testing
                 let copy = path + "/copy\(round)"
                 try FileManager.default.createDirectory(atPath: copy, withIntermediateDirectories: true)
                 try damaged.write(to: URL(fileURLWithPath: copy + "/data.mdb"))
-                let child = try ChildProcess(["internal", "verify", "--isolated", "--data", copy])
+                let child = try ChildProcess(["internal", "verify", "--isolated", "--timeout", "60", "--data", copy])
                 let output = child.readRemainingOutput() + child.readStandardError()
                 let code = child.exitCode
                 #expect(
@@ -170,6 +170,16 @@ import Testing
                 if output.contains("liblmdb crashed") { reportsOfCrashes += 1 }
             }
             print("garbage: \(reportsOfCrashes) of 40 damaged files crashed liblmdb in the isolated verifier")
+        }
+    }
+
+    @Test func isolatedVerifierGivesUpAfterItsTimeout() throws {
+        try withTemporaryDirectory { path in
+            _ = try RaftStorage(path: path)
+            let child = try ChildProcess(["internal", "verify", "--isolated", "--timeout", "0", "--data", path])
+            let output = child.readRemainingOutput() + child.readStandardError()
+            #expect(child.exitCode == 1)
+            #expect(output.contains("did not finish within"), "\(output)")
         }
     }
 }
