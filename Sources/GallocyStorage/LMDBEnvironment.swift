@@ -174,6 +174,15 @@ package final class LMDBEnvironment: @unchecked Sendable {
     /// The map size now in force, in bytes.
     package var mapSize: Int { currentMapSize.load(ordering: .relaxed) }
 
+    /// The bytes of `data.mdb` in use as of the last commit: pages up to the last one used
+    /// (`mdb_env_info`, `mdb_env_stat`). Free pages inside count; for metrics.
+    package var usedBytes: Int {
+        var info = MDB_envinfo()
+        var stat = MDB_stat()
+        guard mdb_env_info(handle, &info) == MDB_SUCCESS, mdb_env_stat(handle, &stat) == MDB_SUCCESS else { return 0 }
+        return (info.me_last_pgno + 1) * Int(stat.ms_psize)
+    }
+
     /// Opens the named database `name`, creating it when `create` is set (writable environments
     /// only). Wraps `mdb_dbi_open` in a transaction of its own, which commits so that the handle
     /// is valid for the life of the environment. Call it before sharing the environment.

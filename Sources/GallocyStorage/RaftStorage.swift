@@ -240,6 +240,8 @@ package final class RaftStorage: Sendable {
     package var settings: ClusterSettings? { state.withLock { $0.settings } }
     /// The membership last persisted.
     package var confState: ConfState { state.withLock { $0.confState } }
+    /// The bytes of `data.mdb` in use and the current LMDB map size, for metrics.
+    package var diskUsage: (usedBytes: Int, mapSize: Int) { (environment.usedBytes, environment.mapSize) }
     /// The manifest of the snapshot in force, if any.
     package var snapshot: SnapshotManifest? { state.withLock { $0.snapshot } }
 

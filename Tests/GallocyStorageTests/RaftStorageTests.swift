@@ -230,6 +230,8 @@ import Testing
             }
             #expect(storage.lastIndex == 512)
             #expect(storage.verify().isIntact)
+            let usage = storage.diskUsage
+            #expect(usage.usedBytes > 512 * 4096 && usage.usedBytes <= usage.mapSize)
         }
     }
 
