@@ -133,10 +133,44 @@ struct HTTPConnectionTests {
         }
     }
 
+    @Test func rejectedRequestExpectingContinueIsAnsweredAtOnce() async throws {
+        try await withHTTPServer { server, _ in
+            try await HTTPTestConnection.with(port: server.port) { connection in
+                try await connection.send(
+                    Array("PUT /v1/nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n".utf8))
+                let response = try #require(try await connection.readResponse())
+                #expect(response.status == 404)
+                #expect(try await connection.waitForClose())
+            }
+        }
+    }
+
+    @Test func idleConnectionIsClosedAfterTheIdleTimeout() async throws {
+        try await withHTTPServer(configure: { $0.idleTimeout = .milliseconds(200) }) { server, _ in
+            try await HTTPTestConnection.with(port: server.port) { connection in
+                _ = try await connection.request("GET", "/v1/status")
+                #expect(try await connection.waitForClose())
+            }
+            // A head that never ends is not waited for either.
+            try await HTTPTestConnection.with(port: server.port) { connection in
+                try await connection.send(Array("GET /v1/status HTTP/1.1\r\nHost:".utf8))
+                #expect(try await connection.waitForClose())
+            }
+        }
+    }
+
+    @Test func longCallIsNotCutByTheIdleTimeout() async throws {
+        let service = HTTPFakeNodeService(snapshotDelay: .milliseconds(500))
+        try await withHTTPServer(service: service, configure: { $0.idleTimeout = .milliseconds(100) }) { server, _ in
+            let response = try await httpRequest(port: server.port, "POST", "/v1/snapshot")
+            #expect(response.status == 200)
+        }
+    }
+
     @Test func shutdownLetsTheRequestInFlightFinishAndStopsAccepting() async throws {
         let service = HTTPFakeNodeService(snapshotDelay: .milliseconds(300))
         let server = try await HTTPAPIServer.start(
-            service: service, configuration: .init(host: "127.0.0.1", port: 0))
+            service: service, configuration: .init(host: "127.0.0.1", port: 0), logger: quietLogger)
         let port = server.port
         try await HTTPTestConnection.with(port: port) { busy in
             try await HTTPTestConnection.with(port: port) { idle in
@@ -163,7 +197,7 @@ struct HTTPConnectionTests {
         let service = HTTPFakeNodeService(snapshotDelay: .seconds(30))
         var configuration = HTTPAPIServer.Configuration(host: "127.0.0.1", port: 0)
         configuration.shutdownGracePeriod = .milliseconds(200)
-        let server = try await HTTPAPIServer.start(service: service, configuration: configuration)
+        let server = try await HTTPAPIServer.start(service: service, configuration: configuration, logger: quietLogger)
         try await HTTPTestConnection.with(port: server.port) { busy in
             try await busy.send(HTTPTestConnection.requestBytes("POST", "/v1/snapshot"))
             while !service.calls.contains("snapshot") { try await Task.sleep(for: .milliseconds(5)) }

@@ -1,5 +1,6 @@
 import Gallocy
 import GallocyCodec
+import Logging
 import Synchronization
 
 /// An in-memory `NodeService` for the HTTP layer's tests: enough behaviour (a bump allocator,
@@ -180,7 +181,7 @@ func withHTTPServer(
 ) async throws {
     var configuration = HTTPAPIServer.Configuration(host: "127.0.0.1", port: 0)
     configure(&configuration)
-    let server = try await HTTPAPIServer.start(service: service, configuration: configuration)
+    let server = try await HTTPAPIServer.start(service: service, configuration: configuration, logger: quietLogger)
     do {
         try await body(server, service)
     } catch {
@@ -189,3 +190,10 @@ func withHTTPServer(
     }
     await server.shutdown()
 }
+
+/// Logs only warnings and errors, so that the many short-lived servers of these tests stay quiet.
+let quietLogger: Logger = {
+    var logger = Logger(label: "gallocy.http.test")
+    logger.logLevel = .warning
+    return logger
+}()

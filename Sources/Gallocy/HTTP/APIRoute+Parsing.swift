@@ -116,9 +116,7 @@ extension APIRoute {
     }
 
     private static func methodNotAllowed(_ method: HTTPMethod, _ path: String, allowed: String) -> APIError {
-        APIError(
-            status: 405, code: "method_not_allowed",
-            message: "\(method.rawValue) is not allowed on \(path); allowed: \(allowed)")
+        .methodNotAllowed("\(method.rawValue) is not allowed on \(path) (allowed: \(allowed))")
     }
 
     private static func notFound(_ path: String) -> APIError {

@@ -93,6 +93,23 @@ final class HTTPAPIHandler: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        switch state {
+        case .idle, .receiving, .rejected:
+            // Nothing arrived for the idle timeout while the client had the turn (between requests,
+            // or in the middle of one): free the connection.
+            context.close(promise: nil)
+            state = .closing
+        case .responding, .closing:
+            // While a call runs, reading is paused on purpose; the request deadline bounds it.
+            break
+        }
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if error is HTTPParserError {
             // Bytes that are not HTTP: answer 400 if no answer is pending, then close (the decoder
@@ -126,7 +143,14 @@ final class HTTPAPIHandler: ChannelInboundHandler {
                 let allowed = APIRoute.allowedMethods(for: head.uri, limits: configuration.routeLimits)
                 headers.add(name: "allow", value: allowed.map(\.rawValue).joined(separator: ", "))
             }
-            state = .rejected(head, .error(error, headers: headers))
+            if expectsContinue(head) {
+                // The client holds its body back until told to send it: answer now instead, and
+                // close, since the body it may still send cannot be told apart from a next request.
+                write(.error(error, headers: headers), for: head, closeAfter: true, context: context)
+                state = .closing
+            } else {
+                state = .rejected(head, .error(error, headers: headers))
+            }
             return
         }
         let limit = route.takesRawBody ? configuration.maximumMemoryBodyBytes : configuration.maximumJSONBodyBytes
@@ -136,13 +160,17 @@ final class HTTPAPIHandler: ChannelInboundHandler {
             rejectOversized(head, limit: limit, context: context)
             return
         }
-        if head.headers[canonicalForm: "expect"].contains(where: { $0.lowercased() == "100-continue" }) {
+        if expectsContinue(head) {
             let interim = HTTPResponseHead(version: head.version, status: .continue)
             context.writeAndFlush(wrapOutboundOut(.head(interim)), promise: nil)
         }
         let capacity = min(declaredLength ?? 0, limit)
         let body = context.channel.allocator.buffer(capacity: capacity)
         state = .receiving(IncomingRequest(head: head, route: route, body: body, limit: limit))
+    }
+
+    private func expectsContinue(_ head: HTTPRequestHead) -> Bool {
+        head.headers[canonicalForm: "expect"].contains { $0.lowercased() == "100-continue" }
     }
 
     private func rejectOversized(_ head: HTTPRequestHead, limit: Int, context: ChannelHandlerContext) {
@@ -158,7 +186,7 @@ final class HTTPAPIHandler: ChannelInboundHandler {
         let limiter = shared.limiter
         guard limiter.tryAcquire() else {
             state = .idle
-            let error = APIError(status: 503, code: "overloaded", message: "too many requests in flight; retry later")
+            let error = APIError.overloaded("too many requests in flight; retry later")
             write(.error(error), for: request.head, context: context)
             return
         }

@@ -17,6 +17,9 @@ extension HTTPAPIServer {
             maximumReadLength: 16 << 20, maximumPageCount: 65_536, maximumLockNameBytes: 256)
         /// Service calls running at once across all connections (503 `overloaded` beyond it).
         package var maximumConcurrentRequests: Int = 1024
+        /// A connection on which the client sends nothing for this long, between requests or in
+        /// the middle of one, is closed (a call in flight is bounded by `requestDeadline` instead).
+        package var idleTimeout: Duration = .seconds(60)
         /// How long `shutdown()` lets in-flight requests finish before closing their connections.
         package var shutdownGracePeriod: Duration = .seconds(10)
 

@@ -65,6 +65,7 @@ package final class HTTPAPIServer: Sendable {
                 }
                 return channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
+                    try pipeline.addHandler(IdleStateHandler(readTimeout: TimeAmount(configuration.idleTimeout)))
                     // Our handler answers malformed HTTP itself (as JSON), so NIO's error handler is off.
                     try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
                     try pipeline.addHandler(HTTPAPIHandler(shared: shared))
