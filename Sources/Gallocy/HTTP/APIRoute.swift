@@ -35,4 +35,23 @@ package enum APIRoute: Sendable, Hashable {
         if case .writeMemory = self { return true }
         return false
     }
+
+    /// A short name of the endpoint, for metrics and logs.
+    package var endpoint: String {
+        switch self {
+        case .status: "status"
+        case .alloc: "alloc"
+        case .free: "free"
+        case .writeMemory: "memory_write"
+        case .readMemory: "memory_read"
+        case .atomic: "atomic"
+        case .lockAcquire: "lock_acquire"
+        case .lockRelease: "lock_release"
+        case .pages: "pages"
+        case .snapshot: "snapshot"
+        case .leaderTransfer: "leader_transfer"
+        case .members: "members"
+        case .metrics: "metrics"
+        }
+    }
 }

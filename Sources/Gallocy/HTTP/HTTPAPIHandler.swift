@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOCore
 import NIOHTTP1
 
@@ -50,6 +51,8 @@ final class HTTPAPIHandler: ChannelInboundHandler {
     private var state = State.idle
     private var nextRequestID: UInt64 = 0
     private var inFlight: (task: Task<Void, Never>, timer: Scheduled<Void>)?
+    /// The endpoint and arrival time of the request being answered, for the request metrics.
+    private var measured: (endpoint: String, start: NIODeadline)?
 
     init(shared: Shared) {
         self.shared = shared
@@ -135,8 +138,10 @@ final class HTTPAPIHandler: ChannelInboundHandler {
         guard case .idle = state else { return }
         let configuration = shared.configuration
         let route: APIRoute
+        measured = ("none", .now())
         do {
             route = try APIRoute.parse(method: head.method, uri: head.uri, limits: configuration.routeLimits)
+            measured?.endpoint = route.endpoint
         } catch {
             var headers = HTTPHeaders()
             if error.status == 405 {
@@ -251,6 +256,16 @@ final class HTTPAPIHandler: ChannelInboundHandler {
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         }
         let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if let measured {
+            let endpoint = measured.endpoint
+            Counter(
+                label: "gallocy_http_requests_total",
+                dimensions: [("endpoint", endpoint), ("status", String(response.status.code))]
+            ).increment()
+            Metrics.Timer(label: "gallocy_http_request_duration_seconds", dimensions: [("endpoint", endpoint)])
+                .recordNanoseconds((NIODeadline.now() - measured.start).nanoseconds)
+            self.measured = nil
+        }
         if !keepAlive {
             let channel = context.channel
             written.whenComplete { _ in channel.close(promise: nil) }
