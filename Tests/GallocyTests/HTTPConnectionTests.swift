@@ -193,6 +193,19 @@ struct HTTPConnectionTests {
         }
     }
 
+    @Test func shutdownTwiceIsHarmless() async throws {
+        let server = try await HTTPAPIServer.start(
+            service: HTTPFakeNodeService(), configuration: .init(host: "127.0.0.1", port: 0), logger: quietLogger)
+        try await HTTPTestConnection.with(port: server.port) { idle in
+            _ = try await idle.request("GET", "/v1/status")
+            async let first: Void = server.shutdown()
+            async let second: Void = server.shutdown()
+            _ = await (first, second)
+            await server.shutdown()
+            #expect(try await idle.waitForClose())
+        }
+    }
+
     @Test func shutdownIsBoundedByTheGracePeriod() async throws {
         let service = HTTPFakeNodeService(snapshotDelay: .seconds(30))
         var configuration = HTTPAPIServer.Configuration(host: "127.0.0.1", port: 0)

@@ -87,12 +87,12 @@ package final class HTTPAPIServer: Sendable {
     /// and returns when all are closed. Calling it again is harmless.
     package func shutdown() async {
         try? await serverChannel.close()
-        let connections = registry.close()
-        for channel in connections {
+        for channel in registry.close() {
             // HTTPServerPipelineHandler closes an idle connection now, a busy one after its answer
             // (with `connection: close`).
             channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         }
+        let connections = registry.open
         let limiter = self.limiter
         let grace = configuration.shutdownGracePeriod
         await withTaskGroup(of: Void.self) { group in

@@ -26,9 +26,11 @@ final class HTTPConnectionRegistry: Sendable {
         return registered
     }
 
-    /// Stops registering new connections and returns those open now.
+    /// Stops registering new connections and returns those open now; on every later call, none
+    /// (each connection must be asked to quiesce only once).
     func close() -> [any Channel] {
         connections.withLock { state in
+            guard state.accepting else { return [] }
             state.accepting = false
             return Array(state.channels.values)
         }
