@@ -137,7 +137,9 @@ struct HTTPConnectionTests {
         try await withHTTPServer { server, _ in
             try await HTTPTestConnection.with(port: server.port) { connection in
                 try await connection.send(
-                    Array("PUT /v1/nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n".utf8))
+                    Array(
+                        "PUT /v1/nowhere HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n".utf8)
+                )
                 let response = try #require(try await connection.readResponse())
                 #expect(response.status == 404)
                 #expect(try await connection.waitForClose())
@@ -146,7 +148,9 @@ struct HTTPConnectionTests {
     }
 
     @Test func idleConnectionIsClosedAfterTheIdleTimeout() async throws {
-        try await withHTTPServer(configure: { $0.idleTimeout = .milliseconds(200) }) { server, _ in
+        var configuration = HTTPAPIServer.Configuration.loopback
+        configuration.idleTimeout = .milliseconds(200)
+        try await withHTTPServer(configuration: configuration) { server, _ in
             try await HTTPTestConnection.with(port: server.port) { connection in
                 _ = try await connection.request("GET", "/v1/status")
                 #expect(try await connection.waitForClose())
@@ -161,7 +165,9 @@ struct HTTPConnectionTests {
 
     @Test func longCallIsNotCutByTheIdleTimeout() async throws {
         let service = HTTPFakeNodeService(snapshotDelay: .milliseconds(500))
-        try await withHTTPServer(service: service, configure: { $0.idleTimeout = .milliseconds(100) }) { server, _ in
+        var configuration = HTTPAPIServer.Configuration.loopback
+        configuration.idleTimeout = .milliseconds(100)
+        try await withHTTPServer(service: service, configuration: configuration) { server, _ in
             let response = try await httpRequest(port: server.port, "POST", "/v1/snapshot")
             #expect(response.status == 200)
         }

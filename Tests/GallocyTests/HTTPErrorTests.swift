@@ -4,7 +4,9 @@ import Testing
 /// Every error status of the contract, each as a JSON `{"error", "code"}` body.
 @Suite(.timeLimit(.minutes(1)))
 struct HTTPErrorTests {
-    private func expectError(_ response: HTTPTestResponse, _ status: Int, _ code: String, sourceLocation: SourceLocation = #_sourceLocation) {
+    private func expectError(
+        _ response: HTTPTestResponse, _ status: Int, _ code: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         #expect(response.status == status, "\(response.text)", sourceLocation: sourceLocation)
         #expect(response.errorCode == code, "\(response.text)", sourceLocation: sourceLocation)
         #expect(response.object["error"]?.stringValue?.isEmpty == false, sourceLocation: sourceLocation)
@@ -75,7 +77,9 @@ struct HTTPErrorTests {
         }
     }
 
-    @Test(arguments: ["/", "/v1", "/v1/statuss", "/v1/status/", "/v2/status", "/v1/locks/a/steal", "/v1/memory", "/metrics/x"])
+    @Test(arguments: [
+        "/", "/v1", "/v1/statuss", "/v1/status/", "/v2/status", "/v1/locks/a/steal", "/v1/memory", "/metrics/x",
+    ])
     func unknownPathIs404(target: String) async throws {
         try await withHTTPServer { server, _ in
             let response = try await httpRequest(port: server.port, "GET", target)
@@ -102,11 +106,14 @@ struct HTTPErrorTests {
 
     @Test func conflictFromTheServiceIs409() async throws {
         try await withHTTPServer { server, _ in
-            let first = try await httpRequest(port: server.port, "POST", "/v1/locks/l/acquire", json: #"{"ttl_ms": 1000}"#)
+            let first = try await httpRequest(
+                port: server.port, "POST", "/v1/locks/l/acquire", json: #"{"ttl_ms": 1000}"#)
             #expect(first.status == 200)
-            let second = try await httpRequest(port: server.port, "POST", "/v1/locks/l/acquire", json: #"{"ttl_ms": 1000}"#)
+            let second = try await httpRequest(
+                port: server.port, "POST", "/v1/locks/l/acquire", json: #"{"ttl_ms": 1000}"#)
             expectError(second, 409, "conflict")
-            let staleRelease = try await httpRequest(port: server.port, "POST", "/v1/locks/l/release", json: #"{"epoch": 99}"#)
+            let staleRelease = try await httpRequest(
+                port: server.port, "POST", "/v1/locks/l/release", json: #"{"epoch": 99}"#)
             expectError(staleRelease, 409, "conflict")
         }
     }
@@ -136,7 +143,9 @@ struct HTTPErrorTests {
     }
 
     @Test func chunkedBodyIs413AsSoonAsItPassesTheLimit() async throws {
-        try await withHTTPServer(configure: { $0.maximumJSONBodyBytes = 1024 }) { server, service in
+        var configuration = HTTPAPIServer.Configuration.loopback
+        configuration.maximumJSONBodyBytes = 1024
+        try await withHTTPServer(configuration: configuration) { server, service in
             try await HTTPTestConnection.with(port: server.port) { connection in
                 try await connection.send(
                     Array("POST /v1/alloc HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".utf8))
@@ -159,15 +168,19 @@ struct HTTPErrorTests {
         try await withHTTPServer { server, _ in
             try await HTTPTestConnection.with(port: server.port) { connection in
                 try await connection.send(
-                    Array("PUT /v1/memory/0x1000 HTTP/1.1\r\nHost: x\r\nContent-Length: \((16 << 20) + 1)\r\n\r\n".utf8))
+                    Array("PUT /v1/memory/0x1000 HTTP/1.1\r\nHost: x\r\nContent-Length: \((16 << 20) + 1)\r\n\r\n".utf8)
+                )
                 let response = try #require(try await connection.readResponse())
                 expectError(response, 413, "too_large")
             }
-            let atLimit = try await httpRequest(port: server.port, "PUT", "/v1/memory/0x1000", body: [UInt8](repeating: 1, count: 70_000))
+            let atLimit = try await httpRequest(
+                port: server.port, "PUT", "/v1/memory/0x1000", body: [UInt8](repeating: 1, count: 70_000))
             // Over the JSON limit but under the memory limit: reaches the service (which refuses the range).
             expectError(atLimit, 400, "bad_request")
         }
-        try await withHTTPServer(configure: { $0.maximumMemoryBodyBytes = 4096 }) { server, service in
+        var configuration = HTTPAPIServer.Configuration.loopback
+        configuration.maximumMemoryBodyBytes = 4096
+        try await withHTTPServer(configuration: configuration) { server, service in
             let response = try await httpRequest(
                 port: server.port, "PUT", "/v1/memory/0x1000", body: [UInt8](repeating: 1, count: 4097))
             expectError(response, 413, "too_large")
@@ -177,7 +190,10 @@ struct HTTPErrorTests {
 
     @Test func serviceSlowerThanTheDeadlineIs504AndTheConnectionStaysUsable() async throws {
         let service = HTTPFakeNodeService(snapshotDelay: .seconds(30))
-        try await withHTTPServer(service: service, configure: { $0.requestDeadline = .milliseconds(200) }) { server, _ in
+        var configuration = HTTPAPIServer.Configuration.loopback
+        configuration.requestDeadline = .milliseconds(200)
+        try await withHTTPServer(service: service, configuration: configuration) {
+            server, _ in
             try await HTTPTestConnection.with(port: server.port) { connection in
                 let clock = ContinuousClock()
                 let start = clock.now
@@ -194,7 +210,9 @@ struct HTTPErrorTests {
 
     @Test func callsBeyondTheConcurrencyLimitAre503() async throws {
         let service = HTTPFakeNodeService(snapshotDelay: .milliseconds(800))
-        try await withHTTPServer(service: service, configure: { $0.maximumConcurrentRequests = 1 }) { server, _ in
+        var configuration = HTTPAPIServer.Configuration.loopback
+        configuration.maximumConcurrentRequests = 1
+        try await withHTTPServer(service: service, configuration: configuration) { server, _ in
             try await HTTPTestConnection.with(port: server.port) { slow in
                 try await slow.send(HTTPTestConnection.requestBytes("POST", "/v1/snapshot"))
                 // Wait until the slow call holds the only slot.

@@ -99,7 +99,9 @@ final class HTTPFakeNodeService: NodeService {
                 case .add(let delta): (true, old &+ delta)
                 case .swap(let value): (true, value)
                 }
-            for offset in 0..<UInt64(8) { state.memory[address + offset] = UInt8(truncatingIfNeeded: new >> (offset * 8)) }
+            for offset in 0..<UInt64(8) {
+                state.memory[address + offset] = UInt8(truncatingIfNeeded: new >> (offset * 8))
+            }
             return (ok, old)
         }
     }
@@ -176,11 +178,9 @@ final class HTTPFakeNodeService: NodeService {
 /// Runs `body` against a server on 127.0.0.1, port 0, over a fresh fake service, then shuts it down.
 func withHTTPServer(
     service: HTTPFakeNodeService = HTTPFakeNodeService(),
-    configure: (inout HTTPAPIServer.Configuration) -> Void = { _ in },
+    configuration: HTTPAPIServer.Configuration = .loopback,
     _ body: (HTTPAPIServer, HTTPFakeNodeService) async throws -> Void
 ) async throws {
-    var configuration = HTTPAPIServer.Configuration(host: "127.0.0.1", port: 0)
-    configure(&configuration)
     let server = try await HTTPAPIServer.start(service: service, configuration: configuration, logger: quietLogger)
     do {
         try await body(server, service)
@@ -189,6 +189,11 @@ func withHTTPServer(
         throw error
     }
     await server.shutdown()
+}
+
+extension HTTPAPIServer.Configuration {
+    /// 127.0.0.1 on a port the system picks, with the default limits.
+    static var loopback: Self { .init(host: "127.0.0.1", port: 0) }
 }
 
 /// Logs only warnings and errors, so that the many short-lived servers of these tests stay quiet.

@@ -65,7 +65,8 @@ struct HTTPJSONTests {
         ])
         #expect(value.jsonText == #"{"a":[null,true,false,0,-5,0.25],"b":{"nested":""},"max":18446744073709551615}"#)
         #expect(try JSONParser.parse(value.jsonText) == value)
-        #expect(try JSONParser.parse(" \n\t{ \"k\" : [ 1 , 2 ] }\r\n ") == .object(["k": .array([.uint(1), .uint(2)])]))
+        #expect(
+            try JSONParser.parse(" \n\t{ \"k\" : [ 1 , 2 ] }\r\n ") == .object(["k": .array([.uint(1), .uint(2)])]))
     }
 
     @Test func hexAddressesParseStrictlyAndFormatInLowercase() {

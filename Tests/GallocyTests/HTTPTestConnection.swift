@@ -33,7 +33,8 @@ final class HTTPTestConnection {
     private var closed = false
 
     private init(
-        inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+        inbound: NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator,
+        outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
     ) {
         self.inbound = inbound
         self.outbound = outbound
@@ -162,7 +163,8 @@ final class HTTPTestConnection {
 
     private static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
         guard haystack.count >= needle.count else { return nil }
-        for start in 0...(haystack.count - needle.count) where haystack[start..<start + needle.count].elementsEqual(needle) {
+        for start in 0...(haystack.count - needle.count)
+        where haystack[start..<start + needle.count].elementsEqual(needle) {
             return start
         }
         return nil
@@ -186,5 +188,6 @@ func httpRequest(
 
 /// One request with a JSON body (given as text) on a fresh connection.
 func httpRequest(port: Int, _ method: String, _ target: String, json: String) async throws -> HTTPTestResponse {
-    try await httpRequest(port: port, method, target, body: Array(json.utf8), headers: [("Content-Type", "application/json")])
+    try await httpRequest(
+        port: port, method, target, body: Array(json.utf8), headers: [("Content-Type", "application/json")])
 }
