@@ -185,6 +185,11 @@ struct HTTPErrorTests {
                 port: server.port, "PUT", "/v1/memory/0x1000", body: [UInt8](repeating: 1, count: 4097))
             expectError(response, 413, "too_large")
             #expect(service.calls.isEmpty)
+            let alloc = try await httpRequest(port: server.port, "POST", "/v1/alloc", json: #"{"size": 4096}"#)
+            let addr = try #require(alloc.object["addr"]?.stringValue)
+            let exactly = try await httpRequest(
+                port: server.port, "PUT", "/v1/memory/\(addr)", body: [UInt8](repeating: 1, count: 4096))
+            #expect(exactly.status == 200)
         }
     }
 
@@ -205,6 +210,21 @@ struct HTTPErrorTests {
                 let status = try await connection.request("GET", "/v1/status")
                 #expect(status.status == 200)
             }
+            // The call that lost the race is cancelled, not left running.
+            while !service.calls.contains("snapshot cancelled") { try await Task.sleep(for: .milliseconds(5)) }
+        }
+    }
+
+    @Test func clientHangingUpCancelsItsCall() async throws {
+        let service = HTTPFakeNodeService(snapshotDelay: .seconds(30))
+        try await withHTTPServer(service: service) { server, _ in
+            try await HTTPTestConnection.with(port: server.port) { connection in
+                try await connection.send(HTTPTestConnection.requestBytes("POST", "/v1/snapshot"))
+                while !service.calls.contains("snapshot") { try await Task.sleep(for: .milliseconds(5)) }
+            }
+            while !service.calls.contains("snapshot cancelled") { try await Task.sleep(for: .milliseconds(5)) }
+            let status = try await httpRequest(port: server.port, "GET", "/v1/status")
+            #expect(status.status == 200)
         }
     }
 

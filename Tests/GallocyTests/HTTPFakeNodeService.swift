@@ -143,6 +143,7 @@ final class HTTPFakeNodeService: NodeService {
             do {
                 try await Task.sleep(for: snapshotDelay)
             } catch {
+                record("snapshot cancelled")
                 throw .unavailable("cancelled")
             }
         }
