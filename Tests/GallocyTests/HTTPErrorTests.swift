@@ -54,6 +54,9 @@ struct HTTPErrorTests {
                 ("/v1/locks/a/release", #"{}"#),
                 ("/v1/free", #"{"addr": 4096}"#),
                 ("/v1/free", #"{"addr": "4096"}"#),
+                ("/v1/locks/a%00b/acquire", #"{"ttl_ms": 10}"#),
+                ("/v1/locks/%ZZ/acquire", #"{"ttl_ms": 10}"#),
+                ("/v1/locks/%FF/acquire", #"{"ttl_ms": 10}"#),
             ]
             for (path, body) in bodies {
                 let response = try await httpRequest(port: server.port, "POST", path, json: body)

@@ -145,6 +145,10 @@ extension APIRoute {
             throw .badRequest("the lock name must be a non-empty, validly percent-encoded UTF-8 string")
         }
         guard name.utf8.count <= limit else { throw .badRequest("the lock name is longer than \(limit) bytes") }
+        // Control characters (NUL above all) would be cut or mangled by the C layers below.
+        guard !name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            throw .badRequest("the lock name must not contain control characters")
+        }
         return name
     }
 
