@@ -1,5 +1,6 @@
 import Gallocy
 import NIOCore
+import Prometheus
 import Testing
 
 /// The connection-level behaviour: binding, garbage on the socket, keep-alive, pipelining,
@@ -171,6 +172,23 @@ struct HTTPConnectionTests {
             let response = try await httpRequest(port: server.port, "POST", "/v1/snapshot")
             #expect(response.status == 200)
         }
+    }
+
+    @Test func answersAreCountedAndTimedPerEndpoint() async throws {
+        let registry = PrometheusCollectorRegistry()
+        let server = try await HTTPAPIServer.start(
+            service: HTTPFakeNodeService(), configuration: .loopback, logger: quietLogger,
+            metrics: PrometheusMetricsFactory(registry: registry))
+        _ = try await httpRequest(port: server.port, "GET", "/v1/status")
+        _ = try await httpRequest(port: server.port, "GET", "/v1/status")
+        _ = try await httpRequest(port: server.port, "GET", "/nowhere")
+        await server.shutdown()
+        var exposition: [UInt8] = []
+        registry.emit(into: &exposition)
+        let text = String(decoding: exposition, as: UTF8.self)
+        #expect(text.contains(#"gallocy_http_requests_total{endpoint="status",status="200"} 2"#), "\(text)")
+        #expect(text.contains(#"gallocy_http_requests_total{endpoint="none",status="404"} 1"#), "\(text)")
+        #expect(text.contains("gallocy_http_request_duration_seconds"), "\(text)")
     }
 
     @Test func shutdownLetsTheRequestInFlightFinishAndStopsAccepting() async throws {

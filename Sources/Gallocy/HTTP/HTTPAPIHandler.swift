@@ -24,6 +24,8 @@ final class HTTPAPIHandler: ChannelInboundHandler {
         var configuration: HTTPAPIServer.Configuration
         var limiter: RequestLimiter
         var logger: Logger
+        /// Where the request counters and timers go.
+        var metrics: any MetricsFactory
     }
 
     private struct IncomingRequest {
@@ -246,6 +248,20 @@ final class HTTPAPIHandler: ChannelInboundHandler {
         } else if request.version.major == 1 && request.version.minor == 0 {
             headers.replaceOrAdd(name: "connection", value: "keep-alive")
         }
+        // Counted before the bytes leave, so that a client that has its answer sees it counted.
+        if let measured {
+            let endpoint = measured.endpoint
+            Counter(
+                label: "gallocy_http_requests_total",
+                dimensions: [("endpoint", endpoint), ("status", String(response.status.code))],
+                factory: shared.metrics
+            ).increment()
+            Metrics.Timer(
+                label: "gallocy_http_request_duration_seconds", dimensions: [("endpoint", endpoint)],
+                factory: shared.metrics
+            ).recordNanoseconds((NIODeadline.now() - measured.start).nanoseconds)
+            self.measured = nil
+        }
         let version = request.version.major == 1 && request.version.minor == 0 ? HTTPVersion.http1_0 : .http1_1
         context.write(
             wrapOutboundOut(.head(HTTPResponseHead(version: version, status: response.status, headers: headers))),
@@ -256,16 +272,6 @@ final class HTTPAPIHandler: ChannelInboundHandler {
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         }
         let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if let measured {
-            let endpoint = measured.endpoint
-            Counter(
-                label: "gallocy_http_requests_total",
-                dimensions: [("endpoint", endpoint), ("status", String(response.status.code))]
-            ).increment()
-            Metrics.Timer(label: "gallocy_http_request_duration_seconds", dimensions: [("endpoint", endpoint)])
-                .recordNanoseconds((NIODeadline.now() - measured.start).nanoseconds)
-            self.measured = nil
-        }
         if !keepAlive {
             let channel = context.channel
             written.whenComplete { _ in channel.close(promise: nil) }

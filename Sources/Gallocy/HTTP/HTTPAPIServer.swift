@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -41,19 +42,24 @@ package final class HTTPAPIServer: Sendable {
     /// Binds `configuration.host:port` and starts serving `service`. Throws if the address cannot
     /// be bound (in use, bad host).
     ///
-    /// - Parameter group: the event loops for the listener and its connections; the caller owns it
-    ///   and must keep it running until `shutdown()` has returned.
+    /// - Parameters:
+    ///   - group: the event loops for the listener and its connections; the caller owns it and must
+    ///     keep it running until `shutdown()` has returned.
+    ///   - metrics: where the counters `gallocy_http_requests_total{endpoint,status}` and timers
+    ///     `gallocy_http_request_duration_seconds{endpoint}` go; nil means the global
+    ///     `MetricsSystem.factory`.
     package static func start(
         service: any NodeService,
         configuration: Configuration,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-        logger: Logger = Logger(label: "gallocy.http")
+        logger: Logger = Logger(label: "gallocy.http"),
+        metrics: (any MetricsFactory)? = nil
     ) async throws -> HTTPAPIServer {
         let registry = HTTPConnectionRegistry()
         let limiter = RequestLimiter(limit: configuration.maximumConcurrentRequests)
         let shared = HTTPAPIHandler.Shared(
             responder: APIResponder(service: service), configuration: configuration, limiter: limiter,
-            logger: logger)
+            logger: logger, metrics: metrics ?? MetricsSystem.factory)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
