@@ -95,6 +95,40 @@ struct HTTPConnectionTests {
         }
     }
 
+    @Test func manyClientsAtOnceEachGetTheirOwnAnswers() async throws {
+        try await withHTTPServer { server, _ in
+            let alloc = try await httpRequest(port: server.port, "POST", "/v1/alloc", json: #"{"size": 8}"#)
+            let addr = try #require(alloc.object["addr"]?.stringValue)
+            let clients = 32
+            let requestsPerClient = 25
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for client in 0..<clients {
+                    group.addTask {
+                        try await HTTPTestConnection.with(port: server.port) { connection in
+                            for request in 0..<requestsPerClient {
+                                let add = try await connection.request(
+                                    "POST", "/v1/atomic/\(addr)", json: #"{"op": "add", "value": 1}"#)
+                                #expect(add.status == 200)
+                                // Interleave another endpoint to catch answers crossing connections.
+                                let pages = try await connection.request(
+                                    "GET", "/v1/pages?from=0x\(String(client * 4096, radix: 16))&count=1")
+                                guard case .array(let rows) = pages.json else {
+                                    Issue.record("request \(request) of client \(client): \(pages.text)")
+                                    return
+                                }
+                                #expect(rows.first?.objectValue?["page"] == .uint(UInt64(client)))
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let final = try await httpRequest(
+                port: server.port, "POST", "/v1/atomic/\(addr)", json: #"{"op": "add", "value": 0}"#)
+            #expect(final.object["old"] == .uint(UInt64(clients * requestsPerClient)))
+        }
+    }
+
     @Test func http10RequestIsAnsweredAndClosed() async throws {
         try await withHTTPServer { server, _ in
             try await HTTPTestConnection.with(port: server.port) { connection in

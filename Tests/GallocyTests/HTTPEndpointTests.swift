@@ -49,7 +49,7 @@ struct HTTPEndpointTests {
             let free = try await httpRequest(port: server.port, "POST", "/v1/free", json: #"{"addr": "\#(addr)"}"#)
             #expect(free.status == 200)
             #expect(free.json == .object([:]))
-            #expect(free.text == "{}")
+            #expect(free.text == "{}\n")
 
             let again = try await httpRequest(port: server.port, "POST", "/v1/free", json: #"{"addr": "\#(addr)"}"#)
             #expect(again.status == 404)
@@ -156,7 +156,7 @@ struct HTTPEndpointTests {
             let release = try await httpRequest(
                 port: server.port, "POST", "/v1/locks/jobs%2Fqueue/release", json: #"{"epoch": \#(epoch)}"#)
             #expect(release.status == 200)
-            #expect(release.text == "{}")
+            #expect(release.text == "{}\n")
         }
     }
 
@@ -188,7 +188,7 @@ struct HTTPEndpointTests {
         try await withHTTPServer { server, service in
             let transfer = try await httpRequest(port: server.port, "POST", "/v1/leader/transfer", json: #"{"to": 2}"#)
             #expect(transfer.status == 200)
-            #expect(transfer.text == "{}")
+            #expect(transfer.text == "{}\n")
 
             let add = try await httpRequest(
                 port: server.port, "POST", "/v1/members", json: #"{"add": {"id": 4, "peer": "127.0.0.1:7004"}}"#)

@@ -19,9 +19,9 @@ package struct APIResponse: Sendable {
     /// The content type of the Prometheus text exposition format.
     package static let prometheusContentType = "text/plain; version=0.0.4; charset=utf-8"
 
-    /// A JSON answer.
+    /// A JSON answer. The text ends with a newline, so that it prints cleanly from curl.
     package static func json(_ value: JSONValue, status: HTTPResponseStatus = .ok) -> APIResponse {
-        APIResponse(status: status, contentType: "application/json", body: value.serialized())
+        APIResponse(status: status, contentType: "application/json", body: value.serialized() + [0x0A])
     }
 
     /// The empty JSON object `{}` that acknowledges a change.
@@ -35,8 +35,8 @@ package struct APIResponse: Sendable {
     /// An error answer: `{"error": message, "code": code}` with the error's status.
     package static func error(_ error: APIError, headers: HTTPHeaders = [:]) -> APIResponse {
         let body = JSONValue.object(["error": .string(error.message), "code": .string(error.code)])
-        return APIResponse(
-            status: HTTPResponseStatus(statusCode: error.status), contentType: "application/json", headers: headers,
-            body: body.serialized())
+        var response = json(body, status: HTTPResponseStatus(statusCode: error.status))
+        response.headers = headers
+        return response
     }
 }
