@@ -247,6 +247,9 @@ final class Cluster: Sendable {
         try start(id)
     }
 
+    /// The pid of member `id`'s last process, if it was started.
+    func pid(_ id: Int) -> pid_t? { process(id)?.pid }
+
     func isRunning(_ id: Int) -> Bool { process(id)?.isRunning ?? false }
 
     /// How the last process of member `id` ended, if it has.

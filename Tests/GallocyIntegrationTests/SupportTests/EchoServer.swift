@@ -16,8 +16,8 @@ final class EchoServer: Sendable {
     /// Connections accepted so far.
     var acceptedConnections: Int { connections.load(ordering: .relaxed) }
 
-    init() throws {
-        (listener, port) = try Loopback.listen()
+    init(port: UInt16 = 0) throws {
+        (listener, self.port) = try Loopback.listen(port: port)
         threads.add(1, ordering: .relaxed)
         Thread.detachNewThread { [self] in
             acceptLoop()
