@@ -48,6 +48,10 @@ final class ChildProcess: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, standardOutput, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_addopen(&actions, 2, standardError, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        // Descriptors the test process opened without O_CLOEXEC (Foundation's file writes, for one)
+        // must not leak into a node: a leaked listening socket or a file held open for writing
+        // (ETXTBSY on exec) would outlive the test that opened it.
+        if let closeFrom = Self.addCloseFrom { _ = closeFrom(&actions, 3) }
 
         // The test process may block or ignore signals (ignored dispositions survive exec); a node
         // must start with the defaults so that SIGTERM and SIGPIPE mean what they normally do.
@@ -72,10 +76,17 @@ final class ChildProcess: Sendable {
             for pointer in envp { free(pointer) }
         }
         var pid: pid_t = 0
-        let result =
-            executable.contains("/")
-            ? posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
-            : posix_spawnp(&pid, executable, &actions, &attributes, argv, envp)
+        var result: Int32 = 0
+        // ETXTBSY: another thread's child may briefly hold the executable open for writing between
+        // its clone and its exec, when a test has just written that executable (a script). Bounded.
+        for attempt in 0..<50 {
+            result =
+                executable.contains("/")
+                ? posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+                : posix_spawnp(&pid, executable, &actions, &attributes, argv, envp)
+            guard result == ETXTBSY, attempt < 49 else { break }
+            usleep(10_000)
+        }
         guard result == 0 else {
             throw TestSupportError(.process, "posix_spawn \(executable): \(Loopback.errorText(result))")
         }
@@ -135,6 +146,14 @@ final class ChildProcess: Sendable {
         if let status = wait(timeout: grace) { return status }
         return killAndReap()
     }
+
+    /// glibc's posix_spawn_file_actions_addclosefrom_np (2.34 and later). Swift's Glibc module is
+    /// imported without _GNU_SOURCE, so it is looked up at run time; nil where it does not exist.
+    private typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    private static let addCloseFrom: AddCloseFrom? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: AddCloseFrom.self)
+    }()
 
     // MARK: - Leftovers at exit
 

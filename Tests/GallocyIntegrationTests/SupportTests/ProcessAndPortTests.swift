@@ -87,6 +87,26 @@ import Testing
         #expect(mask.map { $0 & sigpipeBit == 0 } == true, "SigIgn: \(line)")
     }
 
+    @Test func childInheritsNoDescriptorsButTheStandardOnes() throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // A descriptor opened without O_CLOEXEC, moved high so it cannot be confused with the
+        // child's own.
+        let plain = open("\(directory)/held", O_WRONLY | O_CREAT, 0o644)
+        #expect(plain >= 0)
+        let high = fcntl(plain, F_DUPFD, 300)
+        close(plain)
+        defer { close(high) }
+        #expect(high >= 300)
+        let process = try ChildProcess.spawn(
+            executable: "/bin/sh", arguments: ["-c", "ls /proc/self/fd"],
+            standardOutput: "\(directory)/out", standardError: "\(directory)/err")
+        #expect(process.wait(timeout: .seconds(10)) == .exited(0))
+        let listed = try String(contentsOfFile: "\(directory)/out", encoding: .utf8).split(separator: "\n").compactMap { Int32($0) }
+        #expect(!listed.contains(high), "child descriptors: \(listed)")
+        #expect(listed.contains(0) && listed.contains(1) && listed.contains(2))
+    }
+
     @Test func missingExecutableIsAClearError() throws {
         let directory = try Self.temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }

@@ -42,8 +42,8 @@ import Testing
         #expect(proxy.isCut)
         #expect(open.isDead())
         let connectionsBefore = echo.acceptedConnections
-        let refused = try TestConnection(port: proxy.port)
-        #expect(refused.isDead())
+        // The proxy accepts and resets at once; the reset may even beat the end of connect.
+        if let refused = try? TestConnection(port: proxy.port) { #expect(refused.isDead()) }
         // Nothing reached the server while cut.
         #expect(echo.acceptedConnections == connectionsBefore)
         try eventuallySync("links closed") { proxy.connectionCount == 0 }
@@ -118,8 +118,8 @@ import Testing
         let port = try FreePorts.take()
         let proxy = try TestProxy(targetPort: port)
         defer { proxy.shutdown() }
-        let connection = try TestConnection(port: proxy.port)
-        #expect(connection.isDead())
+        // The reset may come before connect returns, or after.
+        if let connection = try? TestConnection(port: proxy.port) { #expect(connection.isDead()) }
     }
 
     @Test func shutdownEndsEveryThreadAndConnection() throws {
