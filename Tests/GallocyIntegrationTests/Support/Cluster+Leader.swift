@@ -53,6 +53,10 @@ extension Cluster {
             }
             try await Task.sleep(for: .milliseconds(100))
         }
-        throw TestSupportError(.timeout, "no agreed leader within \(timeout): \(last)")
+        let down = ids.filter { !liveIDs.contains($0) }.map { id in
+            "member \(id) not live (\(exitStatus(id).map { "\($0)" } ?? (isRunning(id) ? "paused" : "not started")))"
+        }
+        let seen = ([last.description] + down).filter { !$0.isEmpty }.joined(separator: "; ")
+        throw TestSupportError(.timeout, "no agreed leader within \(timeout): \(seen)")
     }
 }

@@ -340,3 +340,27 @@ extension Cluster {
         Self.printToStandardError(text)
     }
 }
+
+extension Cluster {
+    /// Whether `gallocy node --help` describes a `node` subcommand: the gate for tests that need
+    /// real members, so that they wait for the subcommand rather than fail before it exists.
+    /// (ArgumentParser answers an unknown subcommand's `--help` with the root help and status 0, so
+    /// the text is what tells.) Decided once per test run.
+    static let nodeCommandAvailable: Bool = {
+        guard let executable = try? gallocyExecutable() else { return false }
+        let directory = "/tmp/gallocy-probe-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        guard
+            let process = try? ChildProcess.spawn(
+                executable: executable, arguments: ["node", "--help"],
+                standardOutput: "\(directory)/out", standardError: "\(directory)/err")
+        else { return false }
+        guard process.wait(timeout: .seconds(30)) == .exited(0) else {
+            process.killAndReap()
+            return false
+        }
+        let help = (try? String(contentsOfFile: "\(directory)/out", encoding: .utf8)) ?? ""
+        return help.contains("gallocy node")
+    }()
+}

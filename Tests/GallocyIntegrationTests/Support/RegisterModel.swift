@@ -52,18 +52,18 @@ struct RegisterModel<Value: RegisterValue>: SequentialModel {
         let call: String
         switch input {
         case .read: call = "read"
-        case .write(let value): call = "write(\(value))"
-        case .cas(let expect, let new): call = "cas(\(expect)→\(new))"
-        case .swap(let value): call = "swap(\(value))"
-        case .add(let delta): call = "add(\(delta))"
+        case .write(let value): call = "write(\(value.reportDescription))"
+        case .cas(let expect, let new): call = "cas(\(expect.reportDescription)→\(new.reportDescription))"
+        case .swap(let value): call = "swap(\(value.reportDescription))"
+        case .add(let delta): call = "add(\(delta.reportDescription))"
         }
         guard let output else { return call + " → ?" }
         switch output {
-        case .value(let value): return call + " → \(value)"
+        case .value(let value): return call + " → \(value.reportDescription)"
         case .written: return call + " → ok"
-        case .atomic(let ok, let old): return call + " → \(ok ? "ok" : "fail"), old \(old)"
+        case .atomic(let ok, let old): return call + " → \(ok ? "ok" : "fail"), old \(old.reportDescription)"
         }
     }
 
-    func describe(_ state: Value) -> String { state.description }
+    func describe(_ state: Value) -> String { state.reportDescription }
 }

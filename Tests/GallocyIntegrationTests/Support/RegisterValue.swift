@@ -3,11 +3,22 @@
 protocol RegisterValue: Hashable, Sendable, CustomStringConvertible {
     /// The result of an atomic add, or nil when the value kind has no addition (byte blocks).
     func adding(_ delta: Self) -> Self?
+
+    /// The value as failure reports print it.
+    var reportDescription: String { get }
+}
+
+extension RegisterValue {
+    var reportDescription: String { description }
 }
 
 extension UInt64: RegisterValue {
     /// Memory words wrap on overflow, as the node's atomic add does.
     func adding(_ delta: UInt64) -> UInt64? { self &+ delta }
+
+    /// Small numbers in decimal; large ones in hex, where workloads put a client and a sequence
+    /// number in the high and low halves (`RegisterWorkload`).
+    var reportDescription: String { self < 0x10000 ? "\(self)" : "0x" + String(self, radix: 16) }
 }
 
 /// The bytes of a block, compared as one value.

@@ -221,6 +221,20 @@ import Testing
         #expect(error?.message.contains("member 1: leader") == true)
     }
 
+    @Test func waitForLeaderNamesMembersThatAreDown() async throws {
+        let fake = try FakeNode()
+        let cluster = try Cluster(fake.options(size: 2))
+        defer { cluster.shutdown() }
+        try cluster.startAll()
+        cluster.kill(1)
+        cluster.pause(2)
+        let error = await #expect(throws: TestSupportError.self) {
+            try await cluster.waitForLeader(timeout: .milliseconds(300))
+        }
+        #expect(error?.message.contains("member 1 not live (killed by signal 9)") == true, "\(String(describing: error))")
+        #expect(error?.message.contains("member 2 not live (paused)") == true)
+    }
+
     @Test func joiningMemberGetsItsOwnProxies() throws {
         let fake = try FakeNode()
         let cluster = try Cluster(fake.options())
