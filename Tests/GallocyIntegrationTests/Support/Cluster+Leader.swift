@@ -6,7 +6,7 @@ extension Cluster {
 
         var description: String {
             let answered = statuses.sorted { $0.key < $1.key }.map { id, status -> String in
-                 "member \(id): \(status.role), term \(status.term), leader \(status.leader.map(String.init) ?? "none"), commit \(status.commitIndex)"
+                "member \(id): \(status.role), term \(status.term), leader \(status.leader.map(String.init) ?? "none"), commit \(status.commitIndex)"
             }
             let failed = errors.sorted { $0.key < $1.key }.map { "member \($0.key): \($0.value)" }
             return (answered + failed).joined(separator: "; ")

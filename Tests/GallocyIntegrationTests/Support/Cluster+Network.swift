@@ -33,7 +33,8 @@ extension Cluster {
 
     /// Cuts every link between members of different groups; members in no group are cut from all.
     func partition(_ groups: [[Int]], mode: TestProxy.CutMode = .refuse) {
-        let group = Dictionary(uniqueKeysWithValues: groups.enumerated().flatMap { index, members in members.map { ($0, index) } })
+        let group = Dictionary(
+            uniqueKeysWithValues: groups.enumerated().flatMap { index, members in members.map { ($0, index) } })
         for a in ids {
             for b in ids where a < b {
                 if let ga = group[a], let gb = group[b], ga == gb {

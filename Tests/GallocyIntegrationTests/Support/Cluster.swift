@@ -88,9 +88,12 @@ final class Cluster: Sendable {
             for id in ids {
                 var peers: [Int: String] = [:]
                 for peer in ids where peer != id {
-                    peers[peer] = proxies[Link(from: id, to: peer)]?.address ?? "\(Loopback.host):\(ports[2 * (peer - 1)])"
+                    peers[peer] =
+                        proxies[Link(from: id, to: peer)]?.address ?? "\(Loopback.host):\(ports[2 * (peer - 1)])"
                 }
-                members[id] = makeMember(id: id, listenPort: ports[2 * (id - 1)], httpPort: ports[2 * (id - 1) + 1], peers: peers, join: false)
+                members[id] = makeMember(
+                    id: id, listenPort: ports[2 * (id - 1)], httpPort: ports[2 * (id - 1) + 1], peers: peers,
+                    join: false)
             }
             state.withLock {
                 $0.members = members
@@ -126,7 +129,9 @@ final class Cluster: Sendable {
     var ids: [Int] { state.withLock { $0.members.keys.sorted() } }
 
     func member(_ id: Int) -> ClusterMember {
-        guard let member = state.withLock({ $0.members[id] }) else { preconditionFailure("no member \(id) in this cluster") }
+        guard let member = state.withLock({ $0.members[id] }) else {
+            preconditionFailure("no member \(id) in this cluster")
+        }
         return member
     }
 
@@ -135,7 +140,9 @@ final class Cluster: Sendable {
         NodeClient(port: member(id).httpPort, timeout: timeout)
     }
 
-    private func makeMember(id: Int, listenPort: UInt16, httpPort: UInt16, peers: [Int: String], join: Bool) -> ClusterMember {
+    private func makeMember(id: Int, listenPort: UInt16, httpPort: UInt16, peers: [Int: String], join: Bool)
+        -> ClusterMember
+    {
         let data = "\(directory)/n\(id)"
         var arguments = [
             "node", "--id", "\(id)", "--data", data,
@@ -202,7 +209,8 @@ final class Cluster: Sendable {
             state.starts[id, default: 0] += 1
             return state.starts[id] ?? 1
         }
-        let marker = "=== test harness: start #\(count) of member \(id) at monotonic \(MonotonicClock.nanoseconds() / 1_000_000) ms ===\n"
+        let marker =
+            "=== test harness: start #\(count) of member \(id) at monotonic \(MonotonicClock.nanoseconds() / 1_000_000) ms ===\n"
         for path in [member.standardOutputPath, member.standardErrorPath] { Self.append(marker, to: path) }
         let process = try ChildProcess.spawn(
             executable: executable, arguments: member.arguments, environment: options.environment,
@@ -267,7 +275,9 @@ final class Cluster: Sendable {
             state.shutDown = true
             return (Array(state.processes.values), Array(state.proxies.values) + Array(state.inboundProxies.values))
         }
-        guard !processes.isEmpty || !proxies.isEmpty || FileManager.default.fileExists(atPath: directory) else { return }
+        guard !processes.isEmpty || !proxies.isEmpty || FileManager.default.fileExists(atPath: directory) else {
+            return
+        }
         for process in processes { process.killAndReap() }
         for proxy in proxies { proxy.shutdown() }
         if options.keepDirectory {
@@ -284,15 +294,19 @@ final class Cluster: Sendable {
     /// test target depends on it), found through argv[0] and /proc/self/exe.
     static func gallocyExecutable() throws -> String {
         if let path = ProcessInfo.processInfo.environment["GALLOCY_BIN"], !path.isEmpty {
-            guard access(path, X_OK) == 0 else { throw TestSupportError(.process, "GALLOCY_BIN=\(path) is not an executable") }
+            guard access(path, X_OK) == 0 else {
+                throw TestSupportError(.process, "GALLOCY_BIN=\(path) is not an executable")
+            }
             return path
         }
         var candidates: [String] = []
         if let first = CommandLine.arguments.first {
-            candidates.append(URL(fileURLWithPath: first).deletingLastPathComponent().appendingPathComponent("gallocy").path)
+            candidates.append(
+                URL(fileURLWithPath: first).deletingLastPathComponent().appendingPathComponent("gallocy").path)
         }
         if let own = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-            candidates.append(URL(fileURLWithPath: own).deletingLastPathComponent().appendingPathComponent("gallocy").path)
+            candidates.append(
+                URL(fileURLWithPath: own).deletingLastPathComponent().appendingPathComponent("gallocy").path)
         }
         for candidate in candidates where access(candidate, X_OK) == 0 { return candidate }
         throw TestSupportError(.process, "no gallocy executable at \(candidates); build it or set GALLOCY_BIN")
@@ -301,7 +315,8 @@ final class Cluster: Sendable {
     private static func makeTemporaryDirectory() throws -> String {
         let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
         var template = Array("\(base)/gallocy-it-XXXXXX".utf8CString)
-        guard let created = template.withUnsafeMutableBufferPointer({ buffer in buffer.baseAddress.flatMap { mkdtemp($0) } }) else {
+        let made = template.withUnsafeMutableBufferPointer { buffer in buffer.baseAddress.flatMap { mkdtemp($0) } }
+        guard let created = made else {
             throw TestSupportError(.file, "mkdtemp in \(base): \(Loopback.errorText())")
         }
         return String(cString: created)
@@ -324,7 +339,8 @@ extension Cluster {
         let member = member(id)
         return [("stdout", member.standardOutputPath), ("stderr", member.standardErrorPath)].map { name, path in
             let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? "(no \(name) file)"
-            let tail = text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(separator: "\n")
+            let tail = text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(
+                separator: "\n")
             return "--- member \(id) \(name) (\(path)), last \(lines) lines ---\n\(tail)"
         }.joined(separator: "\n")
     }

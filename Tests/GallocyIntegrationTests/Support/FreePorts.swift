@@ -40,7 +40,8 @@ enum FreePorts {
             result.append(candidate)
         }
         guard result.count == count else {
-            throw TestSupportError(.socket, "found only \(result.count) of \(count) free loopback ports in \(lower)..<\(upper)")
+            throw TestSupportError(
+                .socket, "found only \(result.count) of \(count) free loopback ports in \(lower)..<\(upper)")
         }
         return result
     }

@@ -81,7 +81,8 @@ struct HTTPClient: Sendable {
         let client = self
         let headerList = headers.map { HeaderField(name: $0.0, value: $0.1) }
         return try await BlockingWork.run {
-            try client.request(method, path, headers: headerList.map { ($0.name, $0.value) }, body: body, timeout: timeout)
+            try client.request(
+                method, path, headers: headerList.map { ($0.name, $0.value) }, body: body, timeout: timeout)
         }
     }
 
@@ -119,7 +120,8 @@ extension HTTPClient {
                 closed = true
                 return false
             case .timedOut:
-                throw TestSupportError(.timeout, "no complete answer before the deadline (\(buffer.count) bytes so far)")
+                throw TestSupportError(
+                    .timeout, "no complete answer before the deadline (\(buffer.count) bytes so far)")
             case .failed(let code):
                 throw TestSupportError(.closed, "recv: \(Loopback.errorText(code))")
             }
@@ -129,14 +131,19 @@ extension HTTPClient {
         mutating func line() throws -> String {
             var searched = 0
             while true {
-                if buffer.count > 1, let end = (max(searched, 1)..<buffer.count).first(where: { buffer[$0 - 1] == 13 && buffer[$0] == 10 }) {
+                if buffer.count > 1,
+                    let end = (max(searched, 1)..<buffer.count).first(where: {
+                        buffer[$0 - 1] == 13 && buffer[$0] == 10
+                    })
+                {
                     let text = String(decoding: buffer[0..<(end - 1)], as: UTF8.self)
                     buffer.removeFirst(end + 1)
                     return text
                 }
                 searched = buffer.count
                 guard searched <= HTTPClient.maximumHeaderBytes else {
-                    throw TestSupportError(.malformed, "a header line longer than \(HTTPClient.maximumHeaderBytes) bytes")
+                    throw TestSupportError(
+                        .malformed, "a header line longer than \(HTTPClient.maximumHeaderBytes) bytes")
                 }
                 guard try fill() else { throw TestSupportError(.closed, "connection closed inside the answer's head") }
             }
@@ -144,7 +151,9 @@ extension HTTPClient {
 
         mutating func bytes(_ count: Int) throws -> [UInt8] {
             while buffer.count < count {
-                guard try fill() else { throw TestSupportError(.closed, "connection closed after \(buffer.count) of \(count) body bytes") }
+                guard try fill() else {
+                    throw TestSupportError(.closed, "connection closed after \(buffer.count) of \(count) body bytes")
+                }
             }
             let result = Array(buffer[0..<count])
             buffer.removeFirst(count)
@@ -187,7 +196,8 @@ extension HTTPClient {
                 body = buffer
                 buffer = []
             }
-            return HTTPResponse(status: status, reason: parts.count > 2 ? String(parts[2]) : "", headers: headers, body: body)
+            return HTTPResponse(
+                status: status, reason: parts.count > 2 ? String(parts[2]) : "", headers: headers, body: body)
         }
 
         mutating func chunkedBody() throws -> [UInt8] {

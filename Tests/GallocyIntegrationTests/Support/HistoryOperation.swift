@@ -27,18 +27,6 @@ struct HistoryOperation<Key: Hashable & Sendable, Input: Sendable, Output: Senda
     /// When the client saw its answer; nil when the outcome is unknown.
     var response: UInt64?
     var outcome: OperationOutcome<Output>
-
-    init(
-        client: Int, key: Key, input: Input, invoke: UInt64, response: UInt64?,
-        outcome: OperationOutcome<Output>
-    ) {
-        self.client = client
-        self.key = key
-        self.input = input
-        self.invoke = invoke
-        self.response = response
-        self.outcome = outcome
-    }
 }
 
 /// The register histories the cluster tests record: keys are heap addresses.

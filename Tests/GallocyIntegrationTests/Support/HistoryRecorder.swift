@@ -23,7 +23,8 @@ final class HistoryRecorder<Key: Hashable & Sendable, Input: Sendable, Output: S
             // The time is taken under the lock so that the history's order of invocations is the
             // order of the entries, which keeps reports easy to read.
             let now = MonotonicClock.nanoseconds()
-            entries.append(Operation(client: client, key: key, input: input, invoke: now, response: nil, outcome: .unknown))
+            entries.append(
+                Operation(client: client, key: key, input: input, invoke: now, response: nil, outcome: .unknown))
             return Pending(index: entries.count - 1)
         }
     }

@@ -75,7 +75,8 @@ enum JSONValue: Sendable, Hashable, Decodable, CustomStringConvertible {
         case .string(let value): return "\"\(value)\""
         case .array(let values): return "[" + values.map(\.description).joined(separator: ",") + "]"
         case .object(let object):
-            return "{" + object.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",") + "}"
+            return "{" + object.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",")
+                + "}"
         }
     }
 }

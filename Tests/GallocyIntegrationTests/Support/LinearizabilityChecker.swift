@@ -68,7 +68,8 @@ extension LinearizabilityChecker {
             self.keyDescription = keyDescription
         }
 
-        mutating func run<Key>(_ history: [HistoryOperation<Key, Model.Input, Model.Output>]) -> LinearizabilityVerdict {
+        mutating func run<Key>(_ history: [HistoryOperation<Key, Model.Input, Model.Output>]) -> LinearizabilityVerdict
+        {
             for operation in history {
                 switch operation.outcome {
                 case .failed:
@@ -79,10 +80,15 @@ extension LinearizabilityChecker {
                     append(operation, output: nil, response: .max)
                 case .ok(let output):
                     guard let response = operation.response else {
-                        return .unknown(reason: "malformed history: an ok operation of client \(operation.client) has no response time")
+                        return .unknown(
+                            reason:
+                                "malformed history: an ok operation of client \(operation.client) has no response time")
                     }
                     guard response >= operation.invoke else {
-                        return .unknown(reason: "malformed history: an operation of client \(operation.client) responds before its invocation")
+                        return .unknown(
+                            reason:
+                                "malformed history: an operation of client \(operation.client) responds before its invocation"
+                        )
                     }
                     append(operation, output: output, response: response)
                 }
@@ -166,10 +172,12 @@ extension LinearizabilityChecker {
             while entry != -1 {
                 steps += 1
                 if steps > budget.maxSteps {
-                    return .unknown(reason: "key \(keyDescription): search exceeded \(budget.maxSteps) steps (\(count) operations)")
+                    return .unknown(
+                        reason: "key \(keyDescription): search exceeded \(budget.maxSteps) steps (\(count) operations)")
                 }
                 if steps & 0xFFF == 0, clock.now > deadline {
-                    return .unknown(reason: "key \(keyDescription): search exceeded \(budget.maxDuration) (\(count) operations)")
+                    return .unknown(
+                        reason: "key \(keyDescription): search exceeded \(budget.maxDuration) (\(count) operations)")
                 }
                 let operation = entry / 2
                 if entry % 2 == 0 {

@@ -39,13 +39,17 @@ enum Loopback {
     }
 
     /// A listening socket (socket, setsockopt SO_REUSEADDR, bind, listen); port 0 picks a free one.
-    static func listen(host: String = Loopback.host, port: UInt16 = 0, backlog: Int32 = 128) throws -> (fd: Int32, port: UInt16) {
+    static func listen(host: String = Loopback.host, port: UInt16 = 0, backlog: Int32 = 128) throws -> (
+        fd: Int32, port: UInt16
+    ) {
         let fd = try newSocket()
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var address = try self.address(host: host, port: port)
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0 else {
             let text = errorText()
@@ -79,7 +83,9 @@ enum Loopback {
         let flags = fcntl(fd, F_GETFL)
         _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
         let started = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         if started != 0 {
             let code = errno
@@ -123,7 +129,11 @@ enum Loopback {
         let deadline = ContinuousClock.now.advanced(by: timeout)
         while true {
             let remaining = ContinuousClock.now.duration(to: deadline)
-            let milliseconds = max(0, Int32(clamping: remaining.components.seconds * 1_000 + remaining.components.attoseconds / 1_000_000_000_000_000))
+            let milliseconds = max(
+                0,
+                Int32(
+                    clamping: remaining.components.seconds * 1_000 + remaining.components.attoseconds
+                        / 1_000_000_000_000_000))
             var descriptor = pollfd(fd: fd, events: events, revents: 0)
             let result = poll(&descriptor, 1, milliseconds)
             if result > 0 { return .ready }
@@ -184,11 +194,14 @@ enum Loopback {
         while offset < bytes.count {
             let remaining = ContinuousClock.now.duration(to: deadline)
             switch waitFor(fd, events: Int16(POLLOUT), timeout: max(remaining, .zero)) {
-            case .timedOut: throw TestSupportError(.timeout, "send: \(bytes.count - offset) bytes not sent within \(timeout)")
+            case .timedOut:
+                throw TestSupportError(.timeout, "send: \(bytes.count - offset) bytes not sent within \(timeout)")
             case .failed(let code): throw TestSupportError(.socket, "poll: \(errorText(code))")
             case .ready: break
             }
-            let sent = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+            let sent = bytes.withUnsafeBytes {
+                send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+            }
             if sent > 0 {
                 offset += sent
             } else if sent < 0, errno == EINTR || errno == EAGAIN {

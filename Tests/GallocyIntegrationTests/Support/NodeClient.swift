@@ -77,32 +77,47 @@ struct NodeClient: Sendable {
     }
 
     func compareAndSwap(_ address: UInt64, expect: UInt64, value: UInt64) async throws -> AtomicAnswer {
-        struct Body: Encodable { var op = "cas"; var expect: UInt64; var value: UInt64 }
+        struct Body: Encodable {
+            var op = "cas"
+            var expect: UInt64
+            var value: UInt64
+        }
         return try await json("POST", "/v1/atomic/\(Self.hex(address))", body: Body(expect: expect, value: value))
     }
 
     func add(_ address: UInt64, _ delta: UInt64) async throws -> AtomicAnswer {
-        struct Body: Encodable { var op = "add"; var value: UInt64 }
+        struct Body: Encodable {
+            var op = "add"
+            var value: UInt64
+        }
         return try await json("POST", "/v1/atomic/\(Self.hex(address))", body: Body(value: delta))
     }
 
     func swap(_ address: UInt64, _ value: UInt64) async throws -> AtomicAnswer {
-        struct Body: Encodable { var op = "swap"; var value: UInt64 }
+        struct Body: Encodable {
+            var op = "swap"
+            var value: UInt64
+        }
         return try await json("POST", "/v1/atomic/\(Self.hex(address))", body: Body(value: value))
     }
 
     /// `POST /v1/locks/<name>/acquire`: the lease's epoch; a 409 (not granted in time) throws.
     func acquireLock(_ name: String, ttlMilliseconds: Int, waitMilliseconds: Int) async throws -> UInt64 {
-        struct Body: Encodable { var ttlMs: Int; var waitMs: Int }
+        struct Body: Encodable {
+            var ttlMs: Int
+            var waitMs: Int
+        }
         struct Answer: Decodable { var epoch: UInt64 }
         let answer: Answer = try await json(
-            "POST", "/v1/locks/\(Self.pathSegment(name))/acquire", body: Body(ttlMs: ttlMilliseconds, waitMs: waitMilliseconds))
+            "POST", "/v1/locks/\(Self.pathSegment(name))/acquire",
+            body: Body(ttlMs: ttlMilliseconds, waitMs: waitMilliseconds))
         return answer.epoch
     }
 
     func releaseLock(_ name: String, epoch: UInt64) async throws {
         struct Body: Encodable { var epoch: UInt64 }
-        let _: JSONValue = try await json("POST", "/v1/locks/\(Self.pathSegment(name))/release", body: Body(epoch: epoch))
+        let _: JSONValue = try await json(
+            "POST", "/v1/locks/\(Self.pathSegment(name))/release", body: Body(epoch: epoch))
     }
 
     /// `GET /v1/pages`: the page table rows, as the node wrote them.
@@ -127,7 +142,10 @@ struct NodeClient: Sendable {
     }
 
     func addMember(id: Int, peer: String) async throws {
-        struct Member: Encodable { var id: Int; var peer: String }
+        struct Member: Encodable {
+            var id: Int
+            var peer: String
+        }
         struct Body: Encodable { var add: Member }
         let _: JSONValue = try await json("POST", "/v1/members", body: Body(add: Member(id: id, peer: peer)))
     }
@@ -191,7 +209,8 @@ struct NodeClient: Sendable {
     }
 
     private static func pathSegment(_ name: String) -> String {
-        name.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/"))) ?? name
+        name.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed.subtracting(CharacterSet(charactersIn: "/")))
+            ?? name
     }
 
     private static func address(_ text: String, from path: String) throws -> UInt64 {
@@ -204,7 +223,10 @@ struct NodeClient: Sendable {
     /// Throws `NodeRequestError` for a status outside 2xx.
     static func check(_ response: HTTPResponse, _ method: String, _ path: String) throws {
         guard !response.isSuccess else { return }
-        struct ErrorBody: Decodable { var error: String?; var code: String? }
+        struct ErrorBody: Decodable {
+            var error: String?
+            var code: String?
+        }
         let parsed = try? JSONDecoder().decode(ErrorBody.self, from: Data(response.body))
         throw NodeRequestError(
             method: method, path: path, status: response.status, code: parsed?.code,
@@ -215,7 +237,9 @@ struct NodeClient: Sendable {
         try await json(method, path, raw: [], contentType: nil)
     }
 
-    private func json<Body: Encodable, Answer: Decodable>(_ method: String, _ path: String, body: Body) async throws -> Answer {
+    private func json<Body: Encodable, Answer: Decodable>(_ method: String, _ path: String, body: Body) async throws
+        -> Answer
+    {
         let bytes = Array(try Self.encoder.encode(body))
         return try await json(method, path, raw: bytes, contentType: "application/json")
     }
@@ -229,7 +253,9 @@ struct NodeClient: Sendable {
         do {
             return try Self.decoder().decode(Answer.self, from: Data(response.body))
         } catch {
-            throw TestSupportError(.contract, "\(method) \(path): answer is not the expected JSON (\(error)): \(response.text.prefix(300))")
+            throw TestSupportError(
+                .contract, "\(method) \(path): answer is not the expected JSON (\(error)): \(response.text.prefix(300))"
+            )
         }
     }
 }

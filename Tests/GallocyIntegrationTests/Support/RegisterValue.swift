@@ -34,7 +34,9 @@ struct ByteBlock: RegisterValue {
 
     var description: String {
         // Long blocks are abbreviated: a failure report needs to tell values apart, not dump them.
-        let hex = bytes.prefix(12).map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }
+        let hex = bytes.prefix(12).map {
+            String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16)
+        }
         let suffix = bytes.count > 12 ? "…(\(bytes.count) bytes)" : ""
         return "[" + hex.joined() + suffix + "]"
     }

@@ -56,17 +56,25 @@ struct RegisterWorkload: Sendable {
             if roll < readPercent {
                 let result = await recorder.record(client: client, key: address, input: .read) {
                     try await node.getWord(address)
-                } classify: { NodeClient.outcome(of: $0) { RegisterReturn<UInt64>.value($0) } }
+                } classify: {
+                    NodeClient.outcome(of: $0) { RegisterReturn<UInt64>.value($0) }
+                }
                 if case .success(let value) = result { lastSeen[address] = value }
             } else if roll < readPercent + writePercent {
                 await recorder.record(client: client, key: address, input: .write(unique)) {
                     try await node.putWord(address, unique)
-                } classify: { NodeClient.outcome(of: $0) { _ in RegisterReturn<UInt64>.written } }
+                } classify: {
+                    NodeClient.outcome(of: $0) { _ in RegisterReturn<UInt64>.written }
+                }
             } else {
                 let expect = lastSeen[address] ?? 0
-                let result = await recorder.record(client: client, key: address, input: .cas(expect: expect, new: unique)) {
+                let result = await recorder.record(
+                    client: client, key: address, input: .cas(expect: expect, new: unique)
+                ) {
                     try await node.compareAndSwap(address, expect: expect, value: unique)
-                } classify: { NodeClient.outcome(of: $0) { RegisterReturn<UInt64>.atomic(ok: $0.ok, old: $0.old) } }
+                } classify: {
+                    NodeClient.outcome(of: $0) { RegisterReturn<UInt64>.atomic(ok: $0.ok, old: $0.old) }
+                }
                 if case .success(let answer) = result { lastSeen[address] = answer.ok ? unique : answer.old }
             }
         }

@@ -17,7 +17,11 @@ import Testing
 
         init() throws {
             var template = Array("/tmp/gallocy-fake-node-XXXXXX".utf8CString)
-            guard let made = template.withUnsafeMutableBufferPointer({ buffer in buffer.baseAddress.flatMap { mkdtemp($0) } }) else {
+            guard
+                let made = template.withUnsafeMutableBufferPointer({ buffer in
+                    buffer.baseAddress.flatMap { mkdtemp($0) }
+                })
+            else {
                 throw TestSupportError(.file, "mkdtemp failed")
             }
             directory = String(cString: made)
@@ -195,7 +199,10 @@ import Testing
                 let count = polls.add(1, ordering: .relaxed).newValue
                 let leader = id == 3 && count < 10 ? "null" : "2"
                 let role = id == 2 ? "leader" : "follower"
-                return .json(200, #"{"id":\#(id),"role":"\#(role)","term":4,"leader":\#(leader),"commit_index":1,"applied_index":1,"last_index":1,"snapshot_index":0,"members":[1,2,3]}"#)
+                return .json(
+                    200,
+                    #"{"id":\#(id),"role":"\#(role)","term":4,"leader":\#(leader),"commit_index":1,"applied_index":1,"last_index":1,"snapshot_index":0,"members":[1,2,3]}"#
+                )
             }
         }
         defer { for server in servers { server.stop() } }
@@ -210,7 +217,10 @@ import Testing
         try cluster.startAll()
         let servers = try cluster.ids.map { id in
             try TinyHTTPServer(port: cluster.member(id).httpPort) { _ in
-                .json(200, #"{"id":\#(id),"role":"leader","term":4,"leader":\#(id),"commit_index":1,"applied_index":1,"last_index":1,"snapshot_index":0,"members":[1,2]}"#)
+                .json(
+                    200,
+                    #"{"id":\#(id),"role":"leader","term":4,"leader":\#(id),"commit_index":1,"applied_index":1,"last_index":1,"snapshot_index":0,"members":[1,2]}"#
+                )
             }
         }
         defer { for server in servers { server.stop() } }
@@ -231,7 +241,8 @@ import Testing
         let error = await #expect(throws: TestSupportError.self) {
             try await cluster.waitForLeader(timeout: .milliseconds(300))
         }
-        #expect(error?.message.contains("member 1 not live (killed by signal 9)") == true, "\(String(describing: error))")
+        #expect(
+            error?.message.contains("member 1 not live (killed by signal 9)") == true, "\(String(describing: error))")
         #expect(error?.message.contains("member 2 not live (paused)") == true)
     }
 

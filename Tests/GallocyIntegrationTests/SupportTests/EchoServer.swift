@@ -43,7 +43,8 @@ final class EchoServer: Sendable {
         while !stopped.load(ordering: .relaxed) {
             switch Loopback.receive(fd, timeout: .milliseconds(20)) {
             case .timedOut: continue
-            case .bytes(let chunk): guard (try? Loopback.sendAll(fd, chunk, timeout: .seconds(5))) != nil else { return }
+            case .bytes(let chunk):
+                guard (try? Loopback.sendAll(fd, chunk, timeout: .seconds(5))) != nil else { return }
             case .endOfStream, .failed: return
             }
         }

@@ -3,7 +3,9 @@ import Testing
 /// The HTTP client against a tiny in-test server.
 @Suite struct HTTPClientTests {
     @Test func getReadsAContentLengthBody() throws {
-        let server = try TinyHTTPServer { _ in .answer(status: 200, headers: ["X-Thing": "1"], body: Array("hello".utf8)) }
+        let server = try TinyHTTPServer { _ in
+            .answer(status: 200, headers: ["X-Thing": "1"], body: Array("hello".utf8))
+        }
         defer { server.stop() }
         let response = try HTTPClient(port: server.port).request("GET", "/v1/status")
         #expect(response.status == 200)

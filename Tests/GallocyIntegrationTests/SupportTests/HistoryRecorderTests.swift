@@ -45,7 +45,10 @@ import Testing
                             switch Int.random(in: 0..<4, using: &random) {
                             case 0: .read
                             case 1: .write(UInt64.random(in: 0..<5, using: &random))
-                            case 2: .cas(expect: UInt64.random(in: 0..<5, using: &random), new: UInt64.random(in: 0..<5, using: &random))
+                            case 2:
+                                .cas(
+                                    expect: UInt64.random(in: 0..<5, using: &random),
+                                    new: UInt64.random(in: 0..<5, using: &random))
                             default: .add(1)
                             }
                         await recorder.record(client: client, key: key, input: call) {
@@ -72,7 +75,9 @@ import Testing
         func write(_ value: UInt64) async {
             await recorder.record(client: 1, key: 0, input: .write(value)) {
                 registers.apply(0, .write(value))
-            } classify: { NodeClient.outcome(of: $0) { $0 } }
+            } classify: {
+                NodeClient.outcome(of: $0) { $0 }
+            }
         }
         func cachedRead() async {
             await recorder.record(client: 2, key: 0, input: .read) {
@@ -80,7 +85,9 @@ import Testing
                 let answer = registers.apply(0, .read)
                 if case .value(let value) = answer { cached = value }
                 return answer
-            } classify: { NodeClient.outcome(of: $0) { $0 } }
+            } classify: {
+                NodeClient.outcome(of: $0) { $0 }
+            }
         }
         await write(1)
         await cachedRead()

@@ -6,7 +6,10 @@ import Testing
 @Suite struct NodeClientTests {
     @Test func statusDecodesTheContractFields() async throws {
         let server = try TinyHTTPServer { _ in
-            .json(200, #"{"id":2,"role":"follower","term":7,"leader":1,"commit_index":10,"applied_index":9,"last_index":11,"snapshot_index":0,"members":[1,2,3]}"#)
+            .json(
+                200,
+                #"{"id":2,"role":"follower","term":7,"leader":1,"commit_index":10,"applied_index":9,"last_index":11,"snapshot_index":0,"members":[1,2,3]}"#
+            )
         }
         defer { server.stop() }
         let status = try await NodeClient(port: server.port).status()
@@ -23,7 +26,10 @@ import Testing
 
     @Test func statusAcceptsANullLeaderAndMemberObjects() async throws {
         let server = try TinyHTTPServer { _ in
-            .json(200, #"{"id":1,"role":"candidate","term":3,"leader":null,"commit_index":0,"applied_index":0,"last_index":0,"snapshot_index":0,"members":[{"id":3,"peer":"x"},{"id":1}]}"#)
+            .json(
+                200,
+                #"{"id":1,"role":"candidate","term":3,"leader":null,"commit_index":0,"applied_index":0,"last_index":0,"snapshot_index":0,"members":[{"id":3,"peer":"x"},{"id":1}]}"#
+            )
         }
         defer { server.stop() }
         let status = try await NodeClient(port: server.port).status()
@@ -87,7 +93,10 @@ import Testing
         try await client.removeMember(id: 4)
         try await client.transferLeadership(to: 2)
         let requests = server.requests
-        #expect(requests.map(\.path) == ["/v1/locks/jobs/acquire", "/v1/locks/jobs/release", "/v1/members", "/v1/members", "/v1/leader/transfer"])
+        #expect(
+            requests.map(\.path) == [
+                "/v1/locks/jobs/acquire", "/v1/locks/jobs/release", "/v1/members", "/v1/members", "/v1/leader/transfer",
+            ])
         let bodies = try requests.map { try JSONDecoder().decode(JSONValue.self, from: Data($0.body)) }
         #expect(bodies[0]["ttl_ms"]?.integer == 500)
         #expect(bodies[0]["wait_ms"]?.integer == 100)
@@ -102,7 +111,9 @@ import Testing
         let server = try TinyHTTPServer { request in
             switch request.path {
             case "/v1/snapshot": return .json(200, #"{"index":77}"#)
-            case "/metrics": return .answer(status: 200, body: Array("# HELP x\ngallocy_term 4\ngallocy_commit_index{node=\"1\"} 12\n".utf8))
+            case "/metrics":
+                return .answer(
+                    status: 200, body: Array("# HELP x\ngallocy_term 4\ngallocy_commit_index{node=\"1\"} 12\n".utf8))
             default: return .json(200, #"[{"page":"0x1000","version":3},{"page":"0x2000","version":1}]"#)
             }
         }

@@ -9,7 +9,9 @@ import Testing
 @Suite struct ProcessAndPortTests {
     static func temporaryDirectory() throws -> String {
         var template = Array("/tmp/gallocy-support-test-XXXXXX".utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ buffer in buffer.baseAddress.flatMap { mkdtemp($0) } }) else {
+        guard
+            let made = template.withUnsafeMutableBufferPointer({ buffer in buffer.baseAddress.flatMap { mkdtemp($0) } })
+        else {
             throw TestSupportError(.file, "mkdtemp failed")
         }
         return String(cString: made)
@@ -82,7 +84,8 @@ import Testing
             standardOutput: "\(directory)/out", standardError: "\(directory)/err")
         #expect(process.wait(timeout: .seconds(10)) == .exited(0))
         let line = try String(contentsOfFile: "\(directory)/out", encoding: .utf8)
-        let mask = UInt64(line.split(separator: "\t").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "", radix: 16)
+        let mask = UInt64(
+            line.split(separator: "\t").last?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "", radix: 16)
         let sigpipeBit: UInt64 = 1 << UInt64(SIGPIPE - 1)
         #expect(mask.map { $0 & sigpipeBit == 0 } == true, "SigIgn: \(line)")
     }
@@ -102,7 +105,9 @@ import Testing
             executable: "/bin/sh", arguments: ["-c", "ls /proc/self/fd"],
             standardOutput: "\(directory)/out", standardError: "\(directory)/err")
         #expect(process.wait(timeout: .seconds(10)) == .exited(0))
-        let listed = try String(contentsOfFile: "\(directory)/out", encoding: .utf8).split(separator: "\n").compactMap { Int32($0) }
+        let listed = try String(contentsOfFile: "\(directory)/out", encoding: .utf8).split(separator: "\n").compactMap {
+            Int32($0)
+        }
         #expect(!listed.contains(high), "child descriptors: \(listed)")
         #expect(listed.contains(0) && listed.contains(1) && listed.contains(2))
     }

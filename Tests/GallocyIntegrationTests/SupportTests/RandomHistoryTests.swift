@@ -45,13 +45,20 @@ import Testing
             let client = Int.random(in: 0..<clients, using: &random)
             let address = UInt64(0x1000 + 8 * key)
             if unknowns, call != .read, Int.random(in: 0..<10, using: &random) == 0 {
-                history.append(Op(client: client, key: address, input: call, invoke: invoke, response: nil, outcome: .unknown))
+                history.append(
+                    Op(client: client, key: address, input: call, invoke: invoke, response: nil, outcome: .unknown))
             } else {
-                history.append(Op(client: client, key: address, input: call, invoke: invoke, response: response, outcome: .ok(result)))
+                history.append(
+                    Op(
+                        client: client, key: address, input: call, invoke: invoke, response: response,
+                        outcome: .ok(result)))
             }
             if unknowns, Int.random(in: 0..<25, using: &random) == 0 {
                 // A write that timed out and never took effect, with a value nobody else writes.
-                history.append(Op(client: client, key: address, input: .write(1_000 + UInt64(index)), invoke: invoke, response: nil, outcome: .unknown))
+                history.append(
+                    Op(
+                        client: client, key: address, input: .write(1_000 + UInt64(index)), invoke: invoke,
+                        response: nil, outcome: .unknown))
             }
         }
         history.shuffle(using: &random)
@@ -69,7 +76,8 @@ import Testing
         let history = Self.generate(seed: 42, keys: 1, count: 1_000, clients: 8, spread: 4_000)
         let clock = ContinuousClock()
         let start = clock.now
-        let report = Checker.checkRegisters(history, initial: 0, budget: .init(maxSteps: 5_000_000, maxDuration: .seconds(30)))
+        let report = Checker.checkRegisters(
+            history, initial: 0, budget: .init(maxSteps: 5_000_000, maxDuration: .seconds(30)))
         #expect(report.verdict.isLinearizable, "\(report)")
         #expect(clock.now - start < .seconds(30))
     }

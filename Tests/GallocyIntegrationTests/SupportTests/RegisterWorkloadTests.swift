@@ -14,10 +14,14 @@ import Testing
             let path = request.path
             if path.hasPrefix("/v1/memory/") {
                 let addressText = path.dropFirst("/v1/memory/".count).split(separator: "?").first.map(String.init) ?? ""
-                guard let address = NodeClient.parseHex(addressText) else { return .json(400, #"{"error":"bad address","code":"bad_request"}"#) }
+                guard let address = NodeClient.parseHex(addressText) else {
+                    return .json(400, #"{"error":"bad address","code":"bad_request"}"#)
+                }
                 if request.method == "PUT" {
                     guard request.body.count == 8 else { return .json(400, #"{"error":"size","code":"bad_request"}"#) }
-                    let value = request.body.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+                    let value = request.body.enumerated().reduce(UInt64(0)) {
+                        $0 | UInt64($1.element) << (8 * UInt64($1.offset))
+                    }
                     let index = words.withLock { state -> Int in
                         state.current[address] = value
                         state.writes += 1
@@ -30,7 +34,8 @@ import Testing
                 let value = words.withLock { stale ? $0.stale[address, default: 0] : $0.current[address, default: 0] }
                 return .answer(status: 200, body: (0..<8).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) })
             }
-            if path.hasPrefix("/v1/atomic/"), let address = NodeClient.parseHex(String(path.dropFirst("/v1/atomic/".count))),
+            if path.hasPrefix("/v1/atomic/"),
+                let address = NodeClient.parseHex(String(path.dropFirst("/v1/atomic/".count))),
                 let body = try? JSONDecoder().decode(JSONValue.self, from: Data(request.body)),
                 body["op"] == .string("cas"), let expect = body["expect"]?.unsigned, let value = body["value"]?.unsigned
             {

@@ -88,7 +88,8 @@ final class TinyHTTPServer: Sendable {
                 var size = 1
                 while offset < body.count {
                     let end = min(offset + size, body.count)
-                    payload += Array((String(end - offset, radix: 16) + "\r\n").utf8) + body[offset..<end] + Array("\r\n".utf8)
+                    payload +=
+                        Array((String(end - offset, radix: 16) + "\r\n").utf8) + body[offset..<end] + Array("\r\n".utf8)
                     offset = end
                     size *= 3
                 }
@@ -105,7 +106,10 @@ final class TinyHTTPServer: Sendable {
         var buffer: [UInt8] = []
         let deadline = ContinuousClock.now.advanced(by: .seconds(5))
         func fill() -> Bool {
-            guard case .bytes(let chunk) = Loopback.receive(fd, timeout: max(ContinuousClock.now.duration(to: deadline), .zero)) else {
+            guard
+                case .bytes(let chunk) = Loopback.receive(
+                    fd, timeout: max(ContinuousClock.now.duration(to: deadline), .zero))
+            else {
                 return false
             }
             buffer += chunk
@@ -113,7 +117,9 @@ final class TinyHTTPServer: Sendable {
         }
         var headEnd: Int?
         while headEnd == nil {
-            headEnd = buffer.count >= 4 ? (3..<buffer.count).first { buffer[($0 - 3)...$0].elementsEqual([13, 10, 13, 10]) } : nil
+            headEnd =
+                buffer.count >= 4
+                ? (3..<buffer.count).first { buffer[($0 - 3)...$0].elementsEqual([13, 10, 13, 10]) } : nil
             if headEnd == nil, !fill() { return nil }
         }
         guard let end = headEnd else { return nil }
@@ -123,7 +129,8 @@ final class TinyHTTPServer: Sendable {
         var headers: [String: String] = [:]
         for line in lines.dropFirst() {
             guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(
+                in: .whitespaces)
         }
         let length = Int(headers["content-length"] ?? "0") ?? 0
         var body = Array(buffer[(end + 1)...])
@@ -132,7 +139,9 @@ final class TinyHTTPServer: Sendable {
             guard fill() else { return nil }
             body += buffer[before...]
         }
-        return Request(method: String(requestLine[0]), path: String(requestLine[1]), headers: headers, body: Array(body.prefix(length)))
+        return Request(
+            method: String(requestLine[0]), path: String(requestLine[1]), headers: headers,
+            body: Array(body.prefix(length)))
     }
 
     func stop() {
