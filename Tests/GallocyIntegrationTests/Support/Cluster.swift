@@ -22,7 +22,7 @@ final class Cluster: Sendable {
         var proxied = true
         /// `--heap-size`, or nil for the node's default.
         var heapSize: String?
-        var logLevel: String? = "debug"
+        var logLevel: String? = "info"
         /// Appended to every member's flags.
         var extraArguments: [String] = []
         var environment: [String: String] = [:]
@@ -338,11 +338,21 @@ extension Cluster {
     func logTail(_ id: Int, lines: Int = 40) -> String {
         let member = member(id)
         return [("stdout", member.standardOutputPath), ("stderr", member.standardErrorPath)].map { name, path in
-            let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? "(no \(name) file)"
+            let text = Self.readEnd(of: path, bytes: 256 * 1024) ?? "(no \(name) file)"
             let tail = text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines).joined(
                 separator: "\n")
             return "--- member \(id) \(name) (\(path)), last \(lines) lines ---\n\(tail)"
         }.joined(separator: "\n")
+    }
+
+    /// The last `bytes` bytes of a file as text: a node's log can grow large, its tail is enough.
+    private static func readEnd(of path: String, bytes: UInt64) -> String? {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        guard let size = try? handle.seekToEnd() else { return nil }
+        try? handle.seek(toOffset: size > bytes ? size - bytes : 0)
+        guard let data = try? handle.readToEnd() else { return "" }
+        return String(decoding: data, as: UTF8.self)
     }
 
     /// Prints what a person needs to see when a test on this cluster fails.

@@ -34,9 +34,10 @@ struct Nemesis: Sendable {
 
     init() {}
 
-    /// Runs until `duration` has passed or the task is cancelled, then repairs everything.
-    /// Returns the log of what it did.
-    func run(on cluster: Cluster, for duration: Duration) async -> [String] {
+    /// Runs until `duration` has passed, `steps` steps are done, or the task is cancelled, then
+    /// repairs everything. Returns the log of what it did. With a given seed and step count the
+    /// schedule is the same on every run (unless members end by themselves).
+    func run(on cluster: Cluster, for duration: Duration, steps: Int = .max) async -> [String] {
         var random = SplitMix64(seed: seed)
         var log: [String] = []
         var victims = Victims()
@@ -48,8 +49,10 @@ struct Nemesis: Sendable {
         let deadline = ContinuousClock.now.advanced(by: duration)
         let limit = maximumDown ?? (cluster.ids.count - 1) / 2
         let usable = faults.filter { cluster.options.proxied || ![.partition, .isolate, .delay].contains($0) }
-        // Bounded by the deadline: one step per interval.
-        while ContinuousClock.now < deadline, !Task.isCancelled {
+        // Bounded by the deadline and the step count: one step per interval.
+        var step = 0
+        while ContinuousClock.now < deadline, step < steps, !Task.isCancelled {
+            step += 1
             if usable.isEmpty || Double.random(in: 0..<1, using: &random) < healChance {
                 note(repair(cluster, &victims))
             } else if let fault = usable.randomElement(using: &random) {

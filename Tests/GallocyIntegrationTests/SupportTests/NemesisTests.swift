@@ -20,13 +20,14 @@ import Testing
         let done = Atomic<Bool>(false)
         async let watcher: Void = {
             // Samples how many members are down while the nemesis runs; bounded by `done` and a count.
-            for _ in 0..<2_000 where !done.load(ordering: .relaxed) {
+            for _ in 0..<20_000 where !done.load(ordering: .relaxed) {
                 let down = cluster.ids.count - cluster.liveIDs.count
                 mostDown.max(down, ordering: .relaxed)
                 try? await Task.sleep(for: .milliseconds(5))
             }
         }()
-        let log = await nemesis.run(on: cluster, for: .milliseconds(1_500))
+        // A fixed number of steps, so the seeded schedule is the same however loaded the machine is.
+        let log = await nemesis.run(on: cluster, for: .seconds(60), steps: 60)
         done.store(true, ordering: .relaxed)
         await watcher
 
