@@ -38,7 +38,7 @@ struct LinearizabilityChecker<Model: SequentialModel> {
         _ operations: [HistoryOperation<Key, Model.Input, Model.Output>], keyDescription: String = "-"
     ) -> LinearizabilityVerdict {
         var search = Search(model: model, budget: budget, keyDescription: keyDescription)
-        return search.run(operations)
+        return search.run(model.simplify(operations))
     }
 }
 

@@ -23,4 +23,19 @@ protocol SequentialModel: Sendable {
 
     /// A short human-readable form of a state, used in failure reports.
     func describe(_ state: State) -> String
+
+    /// An equivalent history that is cheaper to search: the same verdict, fewer operations. Each
+    /// operation with an unknown outcome doubles what the search may have to try, so a model that
+    /// can prove some of them irrelevant should drop them here. The default keeps every operation.
+    func simplify<Key>(
+        _ operations: [HistoryOperation<Key, Input, Output>]
+    ) -> [HistoryOperation<Key, Input, Output>]
+}
+
+extension SequentialModel {
+    func simplify<Key>(
+        _ operations: [HistoryOperation<Key, Input, Output>]
+    ) -> [HistoryOperation<Key, Input, Output>] {
+        operations
+    }
 }
