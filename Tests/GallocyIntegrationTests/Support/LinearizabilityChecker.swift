@@ -7,7 +7,8 @@
 /// Operations with an unknown outcome have their return at +infinity: they may be linearized at any
 /// point after their call, or never. The search succeeds as soon as every operation with a known
 /// outcome is linearized. Failed operations (which definitely did not happen) and unknown reads
-/// (which cannot constrain anything) are dropped before the search.
+/// (which cannot constrain anything) are dropped before the search, and so is whatever the model's
+/// `simplify` proves irrelevant (for registers: unknown writes whose value nobody saw).
 ///
 /// The search is exponential in the worst case, so it runs under a `Budget`; running out gives
 /// `.unknown`, never a false verdict.

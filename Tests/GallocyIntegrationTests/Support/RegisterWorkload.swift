@@ -3,7 +3,8 @@
 /// with its invocation, response and outcome (`NodeClient.outcome(of:)`).
 ///
 /// Every write and CAS installs a value no other operation installs (client and sequence number in
-/// the word), which keeps the checker's search small: a read then names the write it saw.
+/// the word), which keeps the checker's search small: a read then names the write it saw, and an
+/// unknown write that nobody saw is dropped before the search (`RegisterModel.simplify`).
 struct RegisterWorkload: Sendable {
     typealias Recorder = HistoryRecorder<UInt64, RegisterCall<UInt64>, RegisterReturn<UInt64>>
 
