@@ -184,7 +184,8 @@ struct HTTPConnectionTests {
 
     @Test func idleConnectionIsClosedAfterTheIdleTimeout() async throws {
         var configuration = HTTPAPIServer.Configuration.loopback
-        configuration.idleTimeout = .milliseconds(200)
+        // Long enough that a loaded machine still gets the first request in before it fires.
+        configuration.idleTimeout = .seconds(1)
         try await withHTTPServer(configuration: configuration) { server, _ in
             try await HTTPTestConnection.with(port: server.port) { connection in
                 _ = try await connection.request("GET", "/v1/status")
@@ -199,9 +200,11 @@ struct HTTPConnectionTests {
     }
 
     @Test func longCallIsNotCutByTheIdleTimeout() async throws {
-        let service = HTTPFakeNodeService(snapshotDelay: .milliseconds(500))
+        // The call outlasts the idle timeout by far; the timeout is still long enough that a loaded
+        // machine gets the request in before it fires.
+        let service = HTTPFakeNodeService(snapshotDelay: .milliseconds(3000))
         var configuration = HTTPAPIServer.Configuration.loopback
-        configuration.idleTimeout = .milliseconds(100)
+        configuration.idleTimeout = .seconds(1)
         try await withHTTPServer(service: service, configuration: configuration) { server, _ in
             let response = try await httpRequest(port: server.port, "POST", "/v1/snapshot")
             #expect(response.status == 200)
