@@ -26,11 +26,13 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // The C runtime: fault handler and the few system helpers Swift cannot do safely.
         .target(name: "CGallocyRuntime"),
+        // The SSE4.2 crc32 instruction for the codec's checksums (a table in Swift elsewhere).
+        .target(name: "CCRC32C"),
 
         // The pure Raft core: standard library only.
         .target(name: "GallocyRaft"),
         // Binary encodings (entries, messages, commands), checksums, page diffs.
-        .target(name: "GallocyCodec", dependencies: ["GallocyRaft", "CLZ4"]),
+        .target(name: "GallocyCodec", dependencies: ["GallocyRaft", "CLZ4", "CCRC32C"]),
         // LMDB wrapper and the Raft storage on it.
         .target(name: "GallocyStorage", dependencies: ["CLMDB", "GallocyCodec", "GallocyRaft"]),
         // The deterministic state machine: SQLite page table, allocator, locks, heap image.

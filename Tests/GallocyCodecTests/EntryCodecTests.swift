@@ -26,3 +26,25 @@ import Testing
         }
     }
 }
+
+@Suite struct CRC32CTests {
+    @Test func hardwareAndTableAgreeOnEveryLengthAndSplit() {
+        var rng = SystemRandomNumberGenerator()
+        let bytes = (0..<300).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        bytes.withUnsafeBytes { all in
+            for length in 0...all.count {
+                let piece = UnsafeRawBufferPointer(rebasing: all[0..<length])
+                #expect(CRC32C.checksum(piece) == CRC32C.softwareChecksum(piece), "length \(length)")
+                let split = length / 3
+                let first = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: all[0..<split]))
+                let continued = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: all[split..<length]), continuing: first)
+                #expect(continued == CRC32C.softwareChecksum(piece), "length \(length) split at \(split)")
+            }
+        }
+    }
+
+    @Test func softwareTableMatchesTheRFCVector() {
+        let bytes = Array("123456789".utf8)
+        #expect(bytes.withUnsafeBytes { CRC32C.softwareChecksum($0) } == 0xE306_9283)
+    }
+}
