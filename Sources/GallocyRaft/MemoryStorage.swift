@@ -9,12 +9,20 @@ public final class MemoryStorage: RaftStorage {
     /// firstIndex - 1 is always known.
     private var log: [Entry]
 
-    /// A fresh member of a group whose initial membership is `confState`.
+    /// A fresh member. With a membership, a founding member: its log starts with a bootstrap
+    /// snapshot at index 1 (term 1) that holds the initial configuration, so that members
+    /// added later learn that configuration from the snapshot the leader sends them. Without
+    /// one, a member to be added later: it starts empty and waits to hear from a leader.
     public init(confState: ConfState = ConfState()) {
         hardState = HardState()
         self.confState = confState
-        latestSnapshot = Snapshot()
-        log = [Entry(term: 0, index: 0)]
+        if confState.voters.isEmpty {
+            latestSnapshot = Snapshot()
+            log = [Entry(term: 0, index: 0)]
+        } else {
+            latestSnapshot = Snapshot(metadata: SnapshotMetadata(index: 1, term: 1, confState: confState))
+            log = [Entry(term: 1, index: 1)]
+        }
     }
 
     public func initialState() -> (hardState: HardState, confState: ConfState) { (hardState, confState) }
