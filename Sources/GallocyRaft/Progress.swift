@@ -28,6 +28,8 @@ public struct Progress: Sendable, Hashable {
     /// The snapshot being streamed, and how many of its bytes the follower has acknowledged.
     var snapshotInTransit: Snapshot?
     var snapshotAcked: UInt64 = 0
+    /// The end of the chunks sent so far.
+    var snapshotSent: UInt64 = 0
 
     init(next: UInt64, isLearner: Bool, maxInflightMsgs: Int, maxInflightBytes: Int) {
         self.next = next
@@ -56,6 +58,7 @@ public struct Progress: Sendable, Hashable {
         pendingSnapshot = 0
         snapshotInTransit = nil
         snapshotAcked = 0
+        snapshotSent = 0
         self.state = state
         inflights.reset()
     }

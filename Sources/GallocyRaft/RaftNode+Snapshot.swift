@@ -1,7 +1,9 @@
 // Snapshots: a follower behind the leader's compacted log receives the leader's latest snapshot
-// in chunks, one in flight at a time; it acknowledges each chunk with the number of bytes it
-// holds (`snapshotResponse`, `rejectHint` = bytes received), and the whole snapshot, once
-// durable, with an `appendResponse` at its index. Heartbeats drive retransmission.
+// in chunks, up to `maxInflightMsgs` of them in flight: it keeps only the chunk that continues
+// what it holds (dropping others silently), acknowledges each kept chunk with the number of
+// bytes it holds (`snapshotResponse`, `rejectHint` = bytes received), and the whole snapshot,
+// once durable, with an `appendResponse` at its index. A heartbeat answer makes the leader
+// resend from the acknowledged offset (go-back-N, paced by heartbeats).
 
 extension RaftNode {
     func sendSnapshot(to node: NodeID) -> Bool {
@@ -15,18 +17,26 @@ extension RaftNode {
         return true
     }
 
+    /// Sends chunks from `snapshotSent` on, while the window allows (at least one).
     func sendSnapshotChunk(to node: NodeID) {
-        guard let pr = progress[node], pr.state == .snapshot, let snapshot = pr.snapshotInTransit else { return }
+        guard var pr = progress[node], pr.state == .snapshot, let snapshot = pr.snapshotInTransit else { return }
         let total = UInt64(snapshot.data.count)
-        let offset = min(pr.snapshotAcked, total)
-        let end = min(offset + UInt64(max(1, config.snapshotChunkSize)), total)
-        let chunk = SnapshotChunk(
-            metadata: snapshot.metadata, offset: offset, totalSize: total,
-            data: Array(snapshot.data[Int(offset)..<Int(end)]), done: end == total)
-        send(
-            Message(
-                type: .snapshot, to: node, logTerm: snapshot.metadata.term, index: snapshot.metadata.index,
-                commit: log.committed, snapshot: chunk))
+        let size = UInt64(max(1, config.snapshotChunkSize))
+        let window = UInt64(max(1, config.maxInflightMsgs)) * size
+        var offset = min(max(pr.snapshotSent, pr.snapshotAcked), total)
+        repeat {
+            let end = min(offset + size, total)
+            let chunk = SnapshotChunk(
+                metadata: snapshot.metadata, offset: offset, totalSize: total,
+                data: Array(snapshot.data[Int(offset)..<Int(end)]), done: end == total)
+            send(
+                Message(
+                    type: .snapshot, to: node, logTerm: snapshot.metadata.term, index: snapshot.metadata.index,
+                    commit: log.committed, snapshot: chunk))
+            offset = end
+        } while offset < total && offset - pr.snapshotAcked < window
+        pr.snapshotSent = offset
+        progress[node] = pr
     }
 
     func handleSnapshotResponse(_ m: Message) {
@@ -36,9 +46,16 @@ extension RaftNode {
         let total = UInt64(snapshot.data.count)
         if m.reject {
             pr.snapshotAcked = 0
+            pr.snapshotSent = 0
         } else {
-            guard m.rejectHint != pr.snapshotAcked, m.rejectHint <= total else { return }
+            // Stale or repeated acknowledgements change nothing; heartbeats drive resending.
+            guard m.rejectHint > pr.snapshotAcked, m.rejectHint <= total else { return }
             pr.snapshotAcked = m.rejectHint
+            pr.snapshotSent = max(pr.snapshotSent, pr.snapshotAcked)
+            if pr.snapshotSent >= total {
+                progress[m.from] = pr
+                return
+            }
         }
         progress[m.from] = pr
         sendSnapshotChunk(to: m.from)
@@ -55,9 +72,14 @@ extension RaftNode {
         }
         guard chunk.offset <= chunk.totalSize, UInt64(chunk.data.count) <= chunk.totalSize - chunk.offset else { return }
         if var incoming = incomingSnapshot, incoming.metadata == metadata, incoming.totalSize == chunk.totalSize {
-            guard UInt64(incoming.data.count) == chunk.offset else {
-                // Duplicate or out of order: tell the leader where we are.
-                send(Message(type: .snapshotResponse, to: m.from, index: m.index, rejectHint: UInt64(incoming.data.count)))
+            let held = UInt64(incoming.data.count)
+            guard held == chunk.offset else {
+                // A chunk we already hold: the leader may have lost our acknowledgement, so
+                // repeat it (it ignores acknowledgements that do not move it forward). A chunk
+                // from further on came out of order: dropped, the leader resends on a heartbeat.
+                if chunk.offset < held {
+                    send(Message(type: .snapshotResponse, to: m.from, index: m.index, rejectHint: held))
+                }
                 return
             }
             incoming.data += chunk.data

@@ -452,13 +452,15 @@ public final class RaftNode {
             if pr.state == .replicate && pr.match < log.lastIndex && pr.match == pr.matchAtLastHeartbeat {
                 // No progress across several heartbeats while appends are out: they were lost.
                 pr.stalledHeartbeats += 1
-                if pr.stalledHeartbeats >= max(2, config.electionTick / 3) { pr.becomeProbe() }
+                if pr.stalledHeartbeats >= 2 { pr.becomeProbe() }
             } else {
                 pr.stalledHeartbeats = 0
             }
             pr.matchAtLastHeartbeat = pr.match
             progress[m.from] = pr
             if pr.state == .snapshot {
+                // Resend from what the follower holds: chunks may have been lost.
+                progress[m.from]!.snapshotSent = pr.snapshotAcked
                 sendSnapshotChunk(to: m.from)
             } else if pr.match < log.lastIndex {
                 sendAppend(to: m.from, ifEmpty: pr.state != .replicate)

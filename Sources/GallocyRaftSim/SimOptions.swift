@@ -45,6 +45,8 @@ public struct SimOptions: Sendable {
     public var settleSteps: Int
     /// Record an event trace (slower; used to replay a failing seed).
     public var trace: Bool
+    /// How many trace lines a violation carries.
+    public var traceLength = 60
 
     public init(seed: UInt64, members: Int = 3) {
         self.seed = seed
@@ -73,8 +75,32 @@ public struct SimOptions: Sendable {
         maxInflightBytes = 4096
         preVote = true
         checkQuorum = true
-        settleSteps = 600
+        settleSteps = 2000
         trace = false
+    }
+
+    /// Options whose fault rates are themselves drawn from the seed: some runs calm, some with a
+    /// lossy network, some crashing leaders every few heartbeats, so that many seeds cover
+    /// many kinds of trouble.
+    public static func varied(seed: UInt64, members: Int) -> SimOptions {
+        var o = SimOptions(seed: seed, members: members)
+        var rng = SplitMix64(seed: seed ^ 0xA5A5_5A5A_DEAD_BEEF)
+        func pick(_ values: [Double]) -> Double { values[Int(rng.next() % UInt64(values.count))] }
+        o.dropRate = pick([0, 0.02, 0.1, 0.3])
+        o.duplicateRate = pick([0, 0.02, 0.1])
+        o.maxDelay = Int(rng.next() % 6)
+        o.partitionRate = pick([0, 0.005, 0.02, 0.05])
+        o.healRate = pick([0.02, 0.1])
+        o.crashRate = pick([0, 0.005, 0.02, 0.08])
+        o.restartRate = pick([0.02, 0.1, 0.3])
+        o.slowDiskRate = pick([0, 0.2, 0.6])
+        o.snapshotEvery = [0, 10, 40, 200][Int(rng.next() % 4)]
+        o.snapshotChunkSize = [16, 64, 4096][Int(rng.next() % 3)]
+        o.proposeRate = pick([0.1, 0.3, 0.9])
+        o.transferRate = pick([0, 0.003, 0.02])
+        o.maxInflightMsgs = [1, 4, 64][Int(rng.next() % 3)]
+        o.maxSizePerMsg = [256, 1024][Int(rng.next() % 2)]
+        return o
     }
 
     /// A reliable network and no faults: for scenario tests that inject their own.

@@ -78,11 +78,11 @@ public final class Simulator {
     func trace(_ line: @autoclosure () -> String) {
         guard options.trace else { return }
         traceLines.append("[\(step)] " + line())
-        if traceLines.count > 400 { traceLines.removeFirst(100) }
+        if traceLines.count > 20000 { traceLines.removeFirst(5000) }
     }
 
     func violation(_ message: String) -> SimViolation {
-        SimViolation(seed: options.seed, step: step, message: message, trace: Array(traceLines.suffix(60)))
+        SimViolation(seed: options.seed, step: step, message: message, trace: Array(traceLines.suffix(options.traceLength)))
     }
 
     // MARK: - Members
@@ -161,7 +161,9 @@ public final class Simulator {
         messagesByType[m.type, default: 0] += 1
         if m.type == .append { entriesSentInAppends += m.entries.count }
         guard Int(m.to) >= 1 && Int(m.to) <= nodes.count else { return }
-        if unreliable && chance(options.dropRate) { return }
+        // Once the faults stop (settling), the network stays lossy but no worse than 5%.
+        let drop = faultsEnabled ? options.dropRate : min(options.dropRate, 0.05)
+        if unreliable && chance(drop) { return }
         let delay = options.maxDelay > 0 ? random(options.maxDelay + 1) : 0
         seqCounter += 1
         network.append(InFlight(deliverAt: step + delay, seq: seqCounter, message: m))
@@ -485,13 +487,15 @@ public final class Simulator {
         heal()
         for n in nodes where !n.isUp { try restart(n.id) }
         var marker: UInt64?
-        var waited = 0
+        var markerTerm: UInt64 = 0
         let converged = try run(
             until: { sim in
                 guard let l = sim.leaderID, let raft = sim.node(l).raft else { return false }
-                // A proposal to a stale leader is lost: the client retries with a fresh one.
-                waited += 1
-                if marker == nil || waited % 50 == 0 { marker = sim.propose(at: l) ?? marker }
+                // A proposal to a stale or deposed leader may be lost: retry with each new leader.
+                if marker == nil || markerTerm != raft.term {
+                    markerTerm = raft.term
+                    marker = sim.propose(at: l) ?? marker
+                }
                 guard let marker, sim.acknowledged.contains(marker) else { return false }
                 let members = raft.confState.voters + raft.confState.learners
                 return members.allSatisfy { id in
@@ -528,6 +532,7 @@ public final class Simulator {
         } catch {
             var traced = options
             traced.trace = true
+            traced.traceLength = options.traceLength
             do {
                 try Simulator(options: traced).runRandom()
                 return error

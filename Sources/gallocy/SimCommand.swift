@@ -20,6 +20,7 @@ struct SimCommand: ParsableCommand {
     @Option(help: "Steps (ticks) per seed before the final convergence check.") var steps: Int = 1000
     @Flag(help: "Also change membership (learners, promotions, removals) during the runs.")
     var membership = false
+    @Option(help: "Trace lines to print on a failure.") var traceLines: Int = 60
     @Flag(help: "Benchmark the core instead: proposals committed per second in a 3-member cluster.")
     var bench = false
     @Option(help: "Benchmark: proposals to commit.") var proposals: Int = 200_000
@@ -38,8 +39,9 @@ struct SimCommand: ParsableCommand {
         }
         for i in 0..<seeds {
             let seed = startSeed &+ UInt64(i)
-            var options = SimOptions(seed: seed, members: members)
+            var options = SimOptions.varied(seed: seed, members: members)
             options.steps = steps
+            options.traceLength = traceLines
             if membership {
                 options.membershipRate = 0.01
                 options.spares = 2
