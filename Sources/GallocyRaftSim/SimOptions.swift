@@ -95,7 +95,7 @@ public struct SimOptions: Sendable {
         o.restartRate = pick([0.02, 0.1, 0.3])
         o.slowDiskRate = pick([0, 0.2, 0.6])
         o.snapshotEvery = [0, 10, 40, 200][Int(rng.next() % 4)]
-        o.snapshotChunkSize = [16, 64, 4096][Int(rng.next() % 3)]
+        o.snapshotChunkSize = [128, 512, 4096][Int(rng.next() % 3)]
         o.proposeRate = pick([0.1, 0.3, 0.9])
         o.transferRate = pick([0, 0.003, 0.02])
         o.maxInflightMsgs = [1, 4, 64][Int(rng.next() % 3)]
