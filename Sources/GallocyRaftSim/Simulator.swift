@@ -49,6 +49,7 @@ public final class Simulator {
     public private(set) var messagesByType: [MessageType: Int] = [:]
     public private(set) var entriesSentInAppends = 0
     public private(set) var elections = 0
+    public private(set) var rejectedAppends = 0
 
     var traceLines: [String] = []
 
@@ -135,6 +136,8 @@ public final class Simulator {
         trace("isolate \(id)")
     }
 
+    public var isolatedMembers: Set<NodeID> { isolated }
+
     public func reconnect(_ id: NodeID) {
         isolated.remove(id)
         trace("reconnect \(id)")
@@ -160,6 +163,7 @@ public final class Simulator {
         messagesSent += 1
         messagesByType[m.type, default: 0] += 1
         if m.type == .append { entriesSentInAppends += m.entries.count }
+        if m.type == .appendResponse && m.reject { rejectedAppends += 1 }
         guard Int(m.to) >= 1 && Int(m.to) <= nodes.count else { return }
         // Once the faults stop (settling), the network stays lossy but no worse than 5%.
         let drop = faultsEnabled ? options.dropRate : min(options.dropRate, 0.05)
