@@ -35,6 +35,8 @@ public final class Simulator {
     /// Read context -> the highest commit index any member knew when the read was issued.
     var readFloor: [UInt64: UInt64] = [:]
     public private(set) var readsServed = 0
+    /// Read context -> the index it was served at.
+    public private(set) var servedReads: [UInt64: UInt64] = [:]
 
     // Global knowledge for the checks.
     var leaderOfTerm: [UInt64: NodeID] = [:]
@@ -402,6 +404,7 @@ public final class Simulator {
                 throw violation("read \(context) served at \(rs.index), below the commit index \(floor) at its start")
             }
             readsServed += 1
+            servedReads[context] = rs.index
             readFloor[context] = nil
         }
         if options.snapshotEvery > 0 && n.appliedSinceSnapshot >= options.snapshotEvery, let raft = n.raft {
