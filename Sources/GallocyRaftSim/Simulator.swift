@@ -24,6 +24,8 @@ public final class Simulator {
 
     // Fault injection and client switches (scenarios turn them off and drive by hand).
     public var faultsEnabled = true
+    /// A scenario's own network rule: it may rewrite a message, and returns false to drop it.
+    public var networkFilter: ((inout Message) -> Bool)?
     public var clientsEnabled = true
 
     // Client bookkeeping.
@@ -161,12 +163,14 @@ public final class Simulator {
         !isolated.contains(a) && !isolated.contains(b) && group[Int(a) - 1] == group[Int(b) - 1]
     }
 
-    func send(_ m: Message, unreliable: Bool) {
+    func send(_ message: Message, unreliable: Bool) {
+        var m = message
         messagesSent += 1
         messagesByType[m.type, default: 0] += 1
         if m.type == .append { entriesSentInAppends += m.entries.count }
         if m.type == .appendResponse && m.reject { rejectedAppends += 1 }
         guard Int(m.to) >= 1 && Int(m.to) <= nodes.count else { return }
+        if let networkFilter, !networkFilter(&m) { return }
         // Once the faults stop (settling), the network stays lossy but no worse than 5%.
         let drop = faultsEnabled ? options.dropRate : min(options.dropRate, 0.05)
         if unreliable && chance(drop) { return }

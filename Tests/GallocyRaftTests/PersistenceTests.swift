@@ -97,6 +97,10 @@ import Testing
     @Test(arguments: [false, true])
     func figure8CrashingLeaders(unreliable: Bool) {
         let sim = quietCluster(5, seed: unreliable ? 88 : 8) {
+            // One entry per message: an old-term entry can reach a majority before the new
+            // leader's no-op does, which is exactly when the commit rule matters.
+            $0.maxSizePerMsg = 1
+            $0.maxInflightMsgs = 1
             if unreliable {
                 $0.dropRate = 0.1
                 $0.duplicateRate = 0.05
@@ -137,6 +141,66 @@ import Testing
         checked {
             try sim.runRandom()
             #expect(sim.acknowledged.count > 100)
+        }
+    }
+}
+
+@Suite struct CommitRuleTests {
+    /// Figure 8 of the Raft paper, step by step: an entry of an old term that reaches a majority
+    /// under a later leader must not be committed by counting, or a leader with a later-term
+    /// entry at that index could overwrite it after it was applied.
+    @Test func figure8Exactly() {
+        let sim = quietCluster(5) {
+            $0.maxSizePerMsg = 1
+            $0.maxInflightMsgs = 1
+        }
+        checked {
+            try sim.commit(1)
+            let s1 = sim.leaderID!
+            let others = sim.nodes.map(\.id).filter { $0 != s1 }
+            let s2 = others[0]
+            let t = sim.node(s1).raft!.term
+            // (a) s1 appends X at index i; only s2 gets it.
+            for id in others.dropFirst() { sim.isolate(id) }
+            let x = sim.propose(at: s1)!
+            let i = sim.node(s1).raft!.lastIndex
+            #expect(try sim.run(until: { $0.node(s2).raft!.lastIndex == i }, maxSteps: 50))
+            // (b) s1 is gone; another member wins term t+1 among s3..s5, and its no-op at i
+            // reaches nobody.
+            sim.crash(s1)
+            sim.heal()
+            sim.isolate(s2)
+            sim.networkFilter = { !($0.type == .append && $0.term == t + 1) }
+            #expect(try sim.run(until: { s in others.contains { s.node($0).raft?.role == .leader } }, maxSteps: 300))
+            let b = sim.leaderID!
+            #expect(sim.node(b).raft!.term == t + 1 && sim.node(b).raft!.lastIndex == i)
+            sim.crash(b)
+            // (c) s1 returns; s1 or s2 (their logs are the same) wins term t+2 with one more
+            // member, s3; X reaches s3, but the new leader's no-op reaches no one.
+            try sim.restart(s1)
+            let s3 = others.first { $0 != s2 && $0 != b }!
+            for id in others where id != s2 && id != s3 { sim.isolate(id) }
+            sim.reconnect(s2)
+            sim.networkFilter = { m in
+                m.entries.removeAll { $0.term > t }
+                return true
+            }
+            #expect(try sim.run(until: { s in [s1, s2].contains { s.node($0).raft?.role == .leader } }, maxSteps: 300))
+            let c = sim.leaderID!
+            #expect(try sim.run(until: { $0.node(s3).raft!.term(at: i) == t }, maxSteps: 100), "\(sim.status) s1 \(s1) s2 \(s2) s3 \(s3) b \(b) c \(c) t \(t) i \(i)")
+            try sim.run(steps: 5)
+            #expect(sim.node(c).raft!.committed < i, "X is on a majority, but not of the leader's term: not committed")
+            #expect(!sim.acknowledged.contains(x))
+            // (d) c crashes; b returns: b may win with its later-term entry at i and overwrite
+            // X, which is safe only because X was never committed (had c counted it, the
+            // simulator's state machine check would fail here).
+            sim.crash(c)
+            sim.networkFilter = nil
+            sim.heal()
+            try sim.restart(b)
+            try sim.run(steps: 200)
+            try sim.restart(c)
+            try sim.settle()
         }
     }
 }
