@@ -261,13 +261,14 @@ public final class RaftNode {
         }
     }
 
-    /// The host failed to make the last Ready durable. Nothing that depended on it is sent; a
-    /// leader steps down (it can no longer promise durability); the unpersisted entries and
-    /// hard state are handed out again in the next Ready.
+    /// The host failed to make the last Ready durable. Nothing that depended on it is sent
+    /// until a later write succeeds; a leader steps down (it can no longer promise durability);
+    /// the unpersisted entries and hard state are handed out again in the next Ready.
     public func reportPersistFailure() {
         guard let failed = outstanding else { return }
         outstanding = nil
         prevHardState = failed.hardStateBefore
+        msgsAfterPersist = failed.held + msgsAfterPersist
         if role == .leader { becomeFollower(term: term, leader: 0) }
     }
 
