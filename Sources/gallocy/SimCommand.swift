@@ -24,6 +24,8 @@ struct SimCommand: ParsableCommand {
     @Flag(help: "Benchmark the core instead: proposals committed per second in a 3-member cluster.")
     var bench = false
     @Option(help: "Benchmark: proposals to commit.") var proposals: Int = 200_000
+    @Option(help: "Benchmark: proposals the client submits between two rounds of Ready processing.")
+    var batch: Int = 64
 
     func validate() throws {
         guard members >= 1 && members <= 64 else { throw ValidationError("--members must be in 1...64") }
@@ -33,7 +35,7 @@ struct SimCommand: ParsableCommand {
 
     func run() throws {
         if bench {
-            let result = RaftBenchmark.run(proposals: proposals, members: members == 3 ? 3 : members)
+            let result = RaftBenchmark.run(proposals: proposals, members: members, batch: max(1, batch))
             print(result.summary)
             return
         }
