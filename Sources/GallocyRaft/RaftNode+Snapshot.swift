@@ -65,8 +65,10 @@ extension RaftNode {
         guard let chunk = m.snapshot, chunk.metadata.index == m.index, m.index > 0 else { return }
         let metadata = chunk.metadata
         if metadata.index <= log.committed {
-            // Stale or duplicate: we are already past it.
-            incomingSnapshot = nil
+            // Stale or duplicate: we are already past it. (A newer transfer in progress, if
+            // any, is kept: dropping it would leave the leader sending from an offset we no
+            // longer hold.)
+            if incomingSnapshot?.metadata == metadata { incomingSnapshot = nil }
             send(Message(type: .appendResponse, to: m.from, index: log.committed))
             return
         }
