@@ -1,5 +1,5 @@
 /// What a leader knows of one follower's log, and how it feeds it.
-public struct Progress: Sendable, Hashable {
+public struct Progress: Sendable {
     public enum State: Sendable, Hashable {
         /// One append at a time, probing for where the logs agree.
         case probe
@@ -35,14 +35,6 @@ public struct Progress: Sendable, Hashable {
         self.next = next
         self.isLearner = isLearner
         inflights = Inflights(maxCount: maxInflightMsgs, maxBytes: maxInflightBytes)
-    }
-
-    public static func == (lhs: Progress, rhs: Progress) -> Bool {
-        lhs.match == rhs.match && lhs.next == rhs.next && lhs.state == rhs.state
-    }
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(match)
-        hasher.combine(next)
     }
 
     var isPaused: Bool {

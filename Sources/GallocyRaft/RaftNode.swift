@@ -479,8 +479,6 @@ public final class RaftNode {
 
     static let transferContext: [UInt8] = Array("transfer".utf8)
 
-    var tallyQuorum: Int { quorum }
-
     enum VoteResult { case won, lost, pending }
 
     func tally() -> VoteResult {
