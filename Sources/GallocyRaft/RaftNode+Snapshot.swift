@@ -1,9 +1,10 @@
 // Snapshots: a follower behind the leader's compacted log receives the leader's latest snapshot
 // in chunks, up to `maxInflightMsgs` of them in flight: it keeps only the chunk that continues
-// what it holds (dropping others silently), acknowledges each kept chunk with the number of
-// bytes it holds (`snapshotResponse`, `rejectHint` = bytes received), and the whole snapshot,
-// once durable, with an `appendResponse` at its index. A heartbeat answer makes the leader
-// resend from the acknowledged offset (go-back-N, paced by heartbeats).
+// what it holds and answers every chunk with the number of bytes it holds (`snapshotResponse`,
+// `rejectHint` = bytes held; `reject` when the chunk did not fit), and the whole snapshot, once
+// durable, with an `appendResponse` at its index. The leader moves forward on a larger count,
+// back on a rejection with a smaller one, and otherwise resends from the acknowledged offset
+// only on a heartbeat answer (go-back-N, paced by heartbeats: no storm under reordering).
 
 extension RaftNode {
     func sendSnapshot(to node: NodeID) -> Bool {
@@ -44,18 +45,24 @@ extension RaftNode {
             let snapshot = pr.snapshotInTransit
         else { return }
         let total = UInt64(snapshot.data.count)
-        if m.reject {
-            pr.snapshotAcked = 0
-            pr.snapshotSent = 0
-        } else {
-            // Stale or repeated acknowledgements change nothing; heartbeats drive resending.
-            guard m.rejectHint > pr.snapshotAcked, m.rejectHint <= total else { return }
+        guard m.rejectHint <= total else { return }
+        if m.reject && m.rejectHint < pr.snapshotAcked {
+            // The follower holds less than we thought (it restarted, or an acknowledgement
+            // from before its restart arrived late): resume from what it holds.
+            pr.snapshotAcked = m.rejectHint
+            pr.snapshotSent = m.rejectHint
+        } else if m.rejectHint > pr.snapshotAcked {
             pr.snapshotAcked = m.rejectHint
             pr.snapshotSent = max(pr.snapshotSent, pr.snapshotAcked)
             if pr.snapshotSent >= total {
                 progress[m.from] = pr
                 return
             }
+        } else {
+            // Repeated, or a chunk arrived ahead of its predecessor (reordering): a heartbeat
+            // resends from the acknowledged offset if something was really lost. Resending a
+            // window on each of these would flood the link.
+            return
         }
         progress[m.from] = pr
         sendSnapshotChunk(to: m.from)
@@ -77,11 +84,12 @@ extension RaftNode {
             let held = UInt64(incoming.data.count)
             guard held == chunk.offset else {
                 // A chunk we already hold: the leader may have lost our acknowledgement, so
-                // repeat it (it ignores acknowledgements that do not move it forward). A chunk
-                // from further on came out of order: dropped, the leader resends on a heartbeat.
-                if chunk.offset < held {
-                    send(Message(type: .snapshotResponse, to: m.from, index: m.index, rejectHint: held))
-                }
+                // repeat it. A chunk from further on: dropped, and we say what we hold (the
+                // leader goes back only if it believed we held more).
+                send(
+                    Message(
+                        type: .snapshotResponse, to: m.from, index: m.index, reject: chunk.offset > held,
+                        rejectHint: held))
                 return
             }
             incoming.data += chunk.data
