@@ -26,3 +26,20 @@ import Testing
         }
     }
 }
+
+@Suite struct DeterminismTests {
+    @Test func aSeedReplaysExactly() throws {
+        func run() throws -> (Int, Set<UInt64>, [[UInt64]], Int) {
+            var options = SimOptions.varied(seed: 4242, members: 5)
+            options.steps = 500
+            options.membershipRate = 0.01
+            options.spares = 1
+            let sim = Simulator(options: options)
+            try sim.runRandom()
+            return (sim.messagesSent, sim.acknowledged, sim.nodes.map(\.applied), sim.elections)
+        }
+        let a = try run()
+        let b = try run()
+        #expect(a.0 == b.0 && a.1 == b.1 && a.2 == b.2 && a.3 == b.3)
+    }
+}
