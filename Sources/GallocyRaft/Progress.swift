@@ -19,6 +19,9 @@ public struct Progress: Sendable {
     public internal(set) var pendingSnapshot: UInt64 = 0
 
     var inflights: Inflights
+    /// Append messages sent and not yet acknowledged (flow control), and their entry bytes.
+    public var inflightMessages: Int { inflights.count }
+    public var inflightBytes: Int { inflights.bytes }
     /// In `.probe`: an append is out and unanswered.
     var probeSent = false
     /// `match` when the last heartbeat answer came: no progress between two of them while

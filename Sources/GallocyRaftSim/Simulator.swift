@@ -553,6 +553,15 @@ public final class Simulator {
         }
     }
 
+    /// What the run exercised.
+    public var summary: String {
+        let count = { (t: MessageType) in self.messagesByType[t] ?? 0 }
+        return "\(step) steps, \(elections) leaders, \(acknowledged.count)/\(proposed.count) proposals committed, "
+            + "\(readsServed) reads, \(messagesSent) messages (\(count(.snapshot)) snapshot chunks, "
+            + "\(count(.timeoutNow)) timeoutNow, \(rejectedAppends) rejected appends), "
+            + "\(nodes.map(\.restarts).reduce(0, +)) restarts"
+    }
+
     /// One line per member: role, term, log and apply positions, and the leader's view of it.
     public var status: String {
         let l = leaderID.flatMap { node($0).raft }

@@ -21,6 +21,8 @@ struct SimCommand: ParsableCommand {
     @Flag(help: "Also change membership (learners, promotions, removals) during the runs.")
     var membership = false
     @Option(help: "Trace lines to print on a failure.") var traceLines: Int = 60
+    @Flag(help: "Print what each seed exercised (elections, commits, reads, snapshots, transfers).")
+    var verbose = false
     @Flag(help: "Benchmark the core instead: proposals committed per second in a 3-member cluster.")
     var bench = false
     @Option(help: "Benchmark: proposals to commit.") var proposals: Int = 200_000
@@ -47,6 +49,11 @@ struct SimCommand: ParsableCommand {
             if membership {
                 options.membershipRate = 0.01
                 options.spares = 2
+            }
+            if verbose {
+                let sim = Simulator(options: options)
+                do { try sim.runRandom() } catch {}
+                print("seed \(seed): \(sim.summary)")
             }
             if let violation = Simulator.runSeed(options) {
                 print("")

@@ -164,3 +164,36 @@ import Testing
         }
     }
 }
+
+@Suite struct FlowControlTests {
+    @Test func pipelinedAppendsStayWithinTheInflightWindow() {
+        let sim = quietCluster(3) {
+            $0.maxInflightMsgs = 4
+            $0.maxInflightBytes = 1024
+            $0.maxSizePerMsg = 256
+            $0.maxDelay = 4
+        }
+        checked {
+            guard let l = try sim.awaitLeader() else { return }
+            var values: [UInt64] = []
+            for _ in 0..<300 { if let v = sim.propose(at: l) { values.append(v) } }
+            var sawPipelining = false
+            let done = try sim.run(
+                until: { s in
+                    for (id, pr) in s.node(l).raft!.progress where id != l {
+                        #expect(pr.inflightMessages <= 4)
+                        #expect(pr.inflightBytes < 1024 + 256)
+                        if pr.inflightMessages > 1 { sawPipelining = true }
+                    }
+                    return values.allSatisfy(s.acknowledged.contains)
+                }, maxSteps: 1000)
+            #expect(done)
+            #expect(sawPipelining, "several appends in flight at once")
+        }
+    }
+
+    @Test func aFollowerWithoutALeaderRefusesProposals() {
+        let sim = quietCluster(3)
+        #expect(throws: RaftError.noLeader) { try sim.node(1).raft!.propose([1]) }
+    }
+}
