@@ -8,9 +8,9 @@ struct SimCommand: ParsableCommand {
         commandName: "sim",
         abstract: "Run seeded fault-injection simulations of the Raft core, or benchmark it.",
         discussion: """
-            Each seed runs a cluster through lost, duplicated, delayed and reordered messages,
-            partitions, crashes and restarts, checking Raft's safety properties after every step.
-            The first violation prints its seed and event trace and exits non-zero; re-running
+            Each seed runs a cluster through lost, duplicated, delayed and reordered messages, \
+            partitions, crashes and restarts, checking Raft's safety properties after every step. \
+            The first violation prints its seed and event trace and exits non-zero; re-running \
             with --start-seed SEED --seeds 1 reproduces it exactly.
             """)
 
@@ -64,7 +64,7 @@ struct SimCommand: ParsableCommand {
                     + (membership ? " --membership" : ""))
                 throw ExitCode.failure
             }
-            if (i + 1) % 10 == 0 || i + 1 == seeds {
+            if !verbose && ((i + 1) % 10 == 0 || i + 1 == seeds) {
                 print("\rseeds \(i + 1)/\(seeds) ok (last \(seed))", terminator: "")
             }
         }
