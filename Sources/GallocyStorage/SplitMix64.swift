@@ -1,18 +1,8 @@
-/// SplitMix64: a tiny, fast, seedable generator whose output is fixed by its definition (so a
-/// seed means the same thing in every build).
-package struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
+import GallocyRaft
 
-    package init(seed: UInt64) { state = seed }
-
-    package mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+// The storage workload and tests draw from the Raft core's SplitMix64, whose output is fixed by
+// its definition (so a seed means the same thing in every build).
+extension SplitMix64 {
     /// A number in `0..<bound` (0 when `bound` is 0); the slight modulo bias does not matter here.
     package mutating func below(_ bound: UInt64) -> UInt64 { bound == 0 ? 0 : next() % bound }
 
