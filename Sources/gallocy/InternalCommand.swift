@@ -6,6 +6,6 @@ struct InternalCommand: ParsableCommand {
         commandName: "internal",
         abstract: "Child processes for the test suite.",
         shouldDisplay: false,
-        subcommands: []
+        subcommands: [InternalHoldLockCommand.self, InternalAppendChildCommand.self, InternalVerifyCommand.self]
     )
 }

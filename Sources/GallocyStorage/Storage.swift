@@ -1,3 +1,0 @@
-import CLMDB
-import GallocyCodec
-import GallocyRaft
