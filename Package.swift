@@ -29,6 +29,8 @@ let package = Package(
 
         // The pure Raft core: standard library only.
         .target(name: "GallocyRaft"),
+        // A deterministic, seeded cluster simulator for the Raft core (tests and `gallocy sim`).
+        .target(name: "GallocyRaftSim", dependencies: ["GallocyRaft"]),
         // Binary encodings (entries, messages, commands), checksums, page diffs.
         .target(name: "GallocyCodec", dependencies: ["GallocyRaft", "CLZ4"]),
         // LMDB wrapper and the Raft storage on it.
@@ -55,12 +57,12 @@ let package = Package(
         .executableTarget(
             name: "gallocy",
             dependencies: [
-                "Gallocy", "GallocyRaft", "GallocyCodec", "GallocyStorage", "GallocyStateMachine",
+                "Gallocy", "GallocyRaft", "GallocyRaftSim", "GallocyCodec", "GallocyStorage", "GallocyStateMachine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
 
-        .testTarget(name: "GallocyRaftTests", dependencies: ["GallocyRaft"]),
+        .testTarget(name: "GallocyRaftTests", dependencies: ["GallocyRaft", "GallocyRaftSim"]),
         .testTarget(name: "GallocyCodecTests", dependencies: ["GallocyCodec", "GallocyRaft"]),
         .testTarget(
             name: "GallocyStorageTests",
