@@ -76,6 +76,9 @@ let package = Package(
                 "Gallocy", "GallocyCodec", "GallocyRaft",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         // Whole-system tests: real `gallocy node` processes on loopback.
