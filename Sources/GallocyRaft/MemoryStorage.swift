@@ -1,6 +1,6 @@
-/// `RaftStorage` in memory, for tests, the simulator, and as the model an on-disk store follows.
+/// `RaftLogReader` in memory, for tests, the simulator, and as the model an on-disk store follows.
 /// Not thread-safe: one owner drives it, as it drives the core.
-public final class MemoryStorage: RaftStorage {
+public final class MemoryStorage: RaftLogReader {
     public private(set) var hardState: HardState
     /// The membership as of the snapshot, or the bootstrap membership.
     public private(set) var confState: ConfState

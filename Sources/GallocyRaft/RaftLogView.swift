@@ -1,14 +1,14 @@
 /// The core's view of the log: what storage holds, plus the unstable tail, plus the commit and
 /// apply positions.
 struct RaftLogView {
-    let storage: any RaftStorage
+    let storage: any RaftLogReader
     var unstable: UnstableLog
     /// The highest index known to be committed.
     var committed: UInt64
     /// The highest index the host has applied (acknowledged through `advance`).
     var applied: UInt64
 
-    init(storage: any RaftStorage) {
+    init(storage: any RaftLogReader) {
         self.storage = storage
         unstable = UnstableLog(offset: storage.lastIndex + 1)
         committed = storage.firstIndex - 1

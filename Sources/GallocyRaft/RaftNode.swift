@@ -64,7 +64,7 @@ public final class RaftNode {
     var prevSoftState: SoftState
 
     /// Restarts (or starts) a member from what `storage` holds.
-    public init(config: RaftConfig, storage: any RaftStorage) {
+    public init(config: RaftConfig, storage: any RaftLogReader) {
         precondition(config.id != 0, "node id 0 means nobody")
         precondition(config.heartbeatTick > 0 && config.electionTick > config.heartbeatTick, "bad tick settings")
         id = config.id

@@ -2,7 +2,7 @@
 /// each `Ready`, recording its hard state, installing snapshots, compacting); the core only
 /// reads. Indices are those of the log: entries live in [firstIndex, lastIndex], and the entry at
 /// firstIndex - 1 is the one the latest snapshot covers (its term is still known).
-public protocol RaftStorage: AnyObject {
+public protocol RaftLogReader: AnyObject {
     /// The hard state and the membership as of the snapshot (or the bootstrap membership).
     func initialState() -> (hardState: HardState, confState: ConfState)
     /// Entries in [lo, hi), stopping once `maxBytes` is reached but always returning at least
