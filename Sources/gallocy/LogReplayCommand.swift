@@ -71,8 +71,13 @@ struct LogReplayCommand: ParsableCommand {
             LogOutput.line(
                 "replayed \(directory.path) from \(origin) to index \(replay.index) (\(replay.entriesApplied) entries applied)")
             LogOutput.line("digest: \(digest)")
-            let members = replay.confState.voters.map(String.init).joined(separator: ", ")
-            LogOutput.line("voters: \(members.isEmpty ? "none" : members)")
+            func list(_ ids: [UInt64]) -> String { ids.isEmpty ? "none" : ids.map(String.init).joined(separator: ", ") }
+            if replay.confStateKnown {
+                LogOutput.line("voters: \(list(replay.confState.voters)); learners: \(list(replay.confState.learners))")
+            }
+            for (index, change) in replay.membershipChanges {
+                LogOutput.line("membership change at \(index): \(change.kind) \(change.node)")
+            }
             if let svg { LogOutput.line("heap map: \(svg)") }
             for (table, query) in Self.sections {
                 LogOutput.line("")

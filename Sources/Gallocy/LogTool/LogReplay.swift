@@ -14,7 +14,12 @@ package struct LogReplay {
     /// The index the replay started from (the snapshot's, or 0).
     package var startIndex: UInt64
     /// The membership as of `index`: the snapshot's, with the log's membership changes applied.
+    /// Only known when the replay started from a snapshot (`confStateKnown`): the membership a
+    /// cluster bootstraps with is stored beside the log, not in it.
     package var confState: ConfState
+    package var confStateKnown: Bool
+    /// The membership changes applied, with their indexes.
+    package var membershipChanges: [(index: UInt64, change: ConfChange)] = []
     /// Entries applied from the log.
     package var entriesApplied: Int
     /// Bytes of log entries read.
@@ -87,6 +92,7 @@ package struct LogReplay {
         self.index = start
         self.startIndex = start
         self.confState = confState
+        self.confStateKnown = start > 0
         self.entriesApplied = 0
         self.bytesRead = 0
         try advance(directory, through: to, progress: progress, observe: observe)
@@ -105,7 +111,9 @@ package struct LogReplay {
         let total = Int(target - index)
         var applied = 0
         var bytes = 0
+        var changes: [(index: UInt64, change: ConfChange)] = []
         defer {
+            self.membershipChanges += changes
             self.confState = confState
             self.entriesApplied += applied
             self.bytesRead += bytes
@@ -118,10 +126,9 @@ package struct LogReplay {
             } catch {
                 throw LogToolError(error, while: "applying entry \(entry.index)")
             }
-            if entry.kind == .confChange, let change = ConfChange(encoded: entry.data),
-                let next = confState.applying(change)
-            {
-                confState = next
+            if entry.kind == .confChange, let change = ConfChange(encoded: entry.data) {
+                changes.append((entry.index, change))
+                if let next = confState.applying(change) { confState = next }
             }
             applied += 1
             bytes += size
