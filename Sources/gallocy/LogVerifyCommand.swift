@@ -47,9 +47,12 @@ struct LogVerifyCommand: ParsableCommand {
             if let problem = content.problem {
                 throw LogToolError(.corrupted, "\(data) is damaged: \(problem)")
             }
-            LogOutput.line(
-                "\(storage.text); \(content.entriesChecked) entries' commands decode"
-                    + (content.snapshotChecked ? ", the snapshot restores" : ""))
+            let info = LogInfo(directory)
+            var text = "intact: "
+            text += info.entryCount == 0 ? "the log is empty" : "log \(info.firstIndex)...\(info.lastIndex) (\(info.entryCount) entries, \(content.bytesChecked) bytes)"
+            if content.snapshotChecked { text += ", snapshot at \(info.snapshotIndex) (\(info.snapshotBytes) bytes) restores" }
+            text += "; every checksum, command and record checks out"
+            LogOutput.line(text)
         }
     }
 }

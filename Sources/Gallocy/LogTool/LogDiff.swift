@@ -27,6 +27,8 @@ package struct LogDiff {
         package var b: StateMachineDigest
         /// The first line of the canonical page table dumps that differs, if the tables differ.
         package var pageTableLine: (a: String, b: String)?
+        /// The dump's `table <name> (<columns>)` line of the table that row is in.
+        package var pageTableHeader: String?
         /// Heap pages whose bytes differ (at most 16).
         package var heapPages: [Int]
 
@@ -166,6 +168,7 @@ package struct LogDiff {
         let y = try right.digest()
         guard x != y else { return nil }
         var line: (String, String)?
+        var tableHeader: String?
         if x.pageTable != y.pageTable {
             do {
                 let dumpA = try left.machine.pageTable.canonicalDump().split(separator: "\n", omittingEmptySubsequences: false)
@@ -174,7 +177,10 @@ package struct LogDiff {
                     let la = k < dumpA.count ? String(dumpA[k]) : "(end of dump)"
                     let lb = k < dumpB.count ? String(dumpB[k]) : "(end of dump)"
                     if la != lb {
+                        // Name the table the row belongs to: the dump's last `table` line before it.
+                        let header = dumpA[..<min(k, dumpA.count)].last { $0.hasPrefix("table ") }.map(String.init)
                         line = (la, lb)
+                        tableHeader = header
                         break
                     }
                 }
@@ -194,7 +200,7 @@ package struct LogDiff {
                 if bytesA != bytesB { pages.append(page) }
             }
         }
-        return StateDifference(index: left.index, a: x, b: y, pageTableLine: line, heapPages: pages)
+        return StateDifference(index: left.index, a: x, b: y, pageTableLine: line, pageTableHeader: tableHeader, heapPages: pages)
     }
 
     /// The readable report.
@@ -221,7 +227,7 @@ package struct LogDiff {
             out.append("  A: \(d.a)")
             out.append("  B: \(d.b)")
             if let line = d.pageTableLine {
-                out.append("  page table, first differing row:")
+                out.append("  page table, first differing row" + (d.pageTableHeader.map { " of \($0)" } ?? "") + ":")
                 out.append("    A: \(line.a)")
                 out.append("    B: \(line.b)")
             }
