@@ -22,13 +22,18 @@ struct LogBenchCommand: ParsableCommand {
             defer { if dir == nil { try? FileManager.default.removeItem(atPath: path) } }
             let result = try LogReplayBenchmark.run(entries: entries, directory: path) { LogOutput.error($0) }
             func f(_ value: Double, _ digits: Int = 0) -> String { String(format: "%.\(digits)f", value) }
-            LogOutput.line("log: \(result.entries) entries, \(result.logBytes) bytes of entries (built in \(f(result.buildSeconds, 1)) s)")
             LogOutput.line(
-                "replay: \(f(result.replaySeconds, 2)) s, \(f(result.replayEntriesPerSecond)) entries/s (\(result.digest))")
+                "log: \(result.entries) entries, \(result.logBytes) bytes of entries (built in \(f(result.buildSeconds, 1)) s)"
+            )
             LogOutput.line(
-                "verify (storage: every entry's checksum and structure): \(f(result.verifySeconds, 2)) s, \(f(result.verifyMegabytesPerSecond, 1)) MB/s")
+                "replay: \(f(result.replaySeconds, 2)) s, \(f(result.replayEntriesPerSecond)) entries/s (\(result.digest))"
+            )
             LogOutput.line(
-                "verify (storage + every command decoded): \(f(result.contentSeconds, 2)) s, \(f(result.contentMegabytesPerSecond, 1)) MB/s")
+                "verify (storage: every entry's checksum and structure): \(f(result.verifySeconds, 2)) s, \(f(result.verifyMegabytesPerSecond, 1)) MB/s"
+            )
+            LogOutput.line(
+                "verify (storage + every command decoded): \(f(result.contentSeconds, 2)) s, \(f(result.contentMegabytesPerSecond, 1)) MB/s"
+            )
         }
     }
 }

@@ -55,14 +55,16 @@ struct LogDumpCommand: ParsableCommand {
             // Entries at or below the snapshot were applied before it: no result to show.
             let start = try LogReplay.startIndex(of: directory)
             if first <= start {
-                try directory.forEachEntry(from: first, through: min(last, start)) { (entry, size) throws(LogToolError) in
+                try directory.forEachEntry(from: first, through: min(last, start)) {
+                    (entry, size) throws(LogToolError) in
                     emit(LogEntryDescription(entry, storedSize: size, settings: settings))
                 }
             }
             guard last > start else { return }
             let bar = LogProgressBar("replaying")
             defer { bar.finish() }
-            _ = try LogReplay(directory, to: last, progress: bar.callback) { (entry, applied, size) throws(LogToolError) in
+            _ = try LogReplay(directory, to: last, progress: bar.callback) {
+                (entry, applied, size) throws(LogToolError) in
                 guard entry.index >= first else { return }
                 var description = LogEntryDescription(entry, storedSize: size, settings: settings)
                 description.addResult(applied.result)
@@ -74,5 +76,7 @@ struct LogDumpCommand: ParsableCommand {
 
 extension String {
     func padded(_ width: Int) -> String { count >= width ? self : self + String(repeating: " ", count: width - count) }
-    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
+    func leftPadded(_ width: Int) -> String {
+        count >= width ? self : String(repeating: " ", count: width - count) + self
+    }
 }

@@ -27,7 +27,8 @@ struct LogExportCommand: ParsableCommand {
             try replay.export(toPath: out)
             let size = replay.machine.heap?.size ?? 0
             let pages = replay.machine.heap?.nonZeroPages().count ?? 0
-            LogOutput.line("wrote \(out): \(size) bytes, the heap as of index \(replay.index) (\(pages) non-zero pages)")
+            LogOutput.line(
+                "wrote \(out): \(size) bytes, the heap as of index \(replay.index) (\(pages) non-zero pages)")
         }
     }
 }

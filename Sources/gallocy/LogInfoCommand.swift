@@ -8,7 +8,8 @@ import GallocyStorage
 /// `gallocy log info --data DIR [--json]`.
 struct LogInfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "info", abstract: "Show the log's bounds, the hard state, the snapshot, the members and the settings.")
+        commandName: "info",
+        abstract: "Show the log's bounds, the hard state, the snapshot, the members and the settings.")
 
     @Option(help: "The member's data directory.") var data: String
     @Flag(help: "Print one JSON object.") var json = false

@@ -10,7 +10,8 @@ import Glibc
 struct LogReplayCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replay",
-        abstract: "Rebuild the page table and heap up to an index with the members' state machine, and show or query it.",
+        abstract:
+            "Rebuild the page table and heap up to an index with the members' state machine, and show or query it.",
         discussion: """
             Without --sql, prints the page table: the settings, the pages that are not plain zero memory, \
             the allocations, free ranges, locks, barriers and roots. With --sql, runs one read-only query \
@@ -27,12 +28,21 @@ struct LogReplayCommand: ParsableCommand {
 
     /// The tables shown without --sql, in order, with the query that shows each.
     static let sections: [(String, String)] = [
-        ("settings", "SELECT cluster_id, heap_base, heap_size, page_size, bootstrap_index FROM settings ORDER BY company"),
-        ("pages", "SELECT page, heap_base + page * page_size AS address, state, blocks, last_writer, last_write_index, write_count, lease_holder FROM pages JOIN settings USING (company) ORDER BY company, page"),
+        (
+            "settings",
+            "SELECT cluster_id, heap_base, heap_size, page_size, bootstrap_index FROM settings ORDER BY company"
+        ),
+        (
+            "pages",
+            "SELECT page, heap_base + page * page_size AS address, state, blocks, last_writer, last_write_index, write_count, lease_holder FROM pages JOIN settings USING (company) ORDER BY company, page"
+        ),
         ("allocations", "SELECT address, size, member, allocated_index FROM allocations ORDER BY company, address"),
         ("free_ranges", "SELECT address, size FROM free_ranges ORDER BY company, address"),
         ("locks", "SELECT name, holder, epoch, expires_at, granted_index FROM locks ORDER BY company, name"),
-        ("barriers", "SELECT name, participants, arrived, generation, opened_index FROM barriers ORDER BY company, name"),
+        (
+            "barriers",
+            "SELECT name, participants, arrived, generation, opened_index FROM barriers ORDER BY company, name"
+        ),
         ("roots", "SELECT name, address, set_index FROM roots ORDER BY company, name"),
     ]
 
@@ -53,7 +63,7 @@ struct LogReplayCommand: ParsableCommand {
             if let sql {
                 let result = try replay.query(sql, maxRows: maxRows)
                 if json {
-                    QueryTable.jsonRows(result).forEach { LogOutput.line($0.jsonText) }
+                    for row in QueryTable.jsonRows(result) { LogOutput.line(row.jsonText) }
                 } else {
                     QueryTable.lines(result).forEach(LogOutput.line)
                 }
@@ -63,13 +73,16 @@ struct LogReplayCommand: ParsableCommand {
             if json {
                 for (table, query) in Self.sections {
                     let result = try replay.query(query, maxRows: maxRows)
-                    QueryTable.jsonRows(result, extra: ["table": .string(table)]).forEach { LogOutput.line($0.jsonText) }
+                    for row in QueryTable.jsonRows(result, extra: ["table": .string(table)]) {
+                        LogOutput.line(row.jsonText)
+                    }
                 }
                 return
             }
             let origin = replay.startIndex == 0 ? "the start of the log" : "the snapshot at \(replay.startIndex)"
             LogOutput.line(
-                "replayed \(directory.path) from \(origin) to index \(replay.index) (\(replay.entriesApplied) entries applied)")
+                "replayed \(directory.path) from \(origin) to index \(replay.index) (\(replay.entriesApplied) entries applied)"
+            )
             LogOutput.line("digest: \(digest)")
             func list(_ ids: [UInt64]) -> String { ids.isEmpty ? "none" : ids.map(String.init).joined(separator: ", ") }
             if replay.confStateKnown {

@@ -13,7 +13,8 @@ struct LogVerifyCommand: ParsableCommand {
         commandName: "verify", abstract: "Check every checksum and the structure of the log, snapshot and metadata.")
 
     @Option(help: "The member's data directory.") var data: String
-    @Option(help: "Seconds after which the storage check (run in a child process) is given up.") var timeout: Double = 600
+    @Option(help: "Seconds after which the storage check (run in a child process) is given up.") var timeout: Double =
+        600
 
     func run() throws {
         try runLogTool("verify") { () throws(LogToolError) in
@@ -49,8 +50,13 @@ struct LogVerifyCommand: ParsableCommand {
             }
             let info = LogInfo(directory)
             var text = "intact: "
-            text += info.entryCount == 0 ? "the log is empty" : "log \(info.firstIndex)...\(info.lastIndex) (\(info.entryCount) entries, \(content.bytesChecked) bytes)"
-            if content.snapshotChecked { text += ", snapshot at \(info.snapshotIndex) (\(info.snapshotBytes) bytes) restores" }
+            text +=
+                info.entryCount == 0
+                ? "the log is empty"
+                : "log \(info.firstIndex)...\(info.lastIndex) (\(info.entryCount) entries, \(content.bytesChecked) bytes)"
+            if content.snapshotChecked {
+                text += ", snapshot at \(info.snapshotIndex) (\(info.snapshotBytes) bytes) restores"
+            }
             text += "; every checksum, command and record checks out"
             LogOutput.line(text)
         }

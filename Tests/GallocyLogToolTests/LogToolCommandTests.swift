@@ -184,7 +184,8 @@ import Testing
         }
         let expected = try #require(lastWriter)
         let run = try S.run([
-            "log", "replay", "--data", dir, "--to", "150", "--json", "--sql", "SELECT last_writer FROM pages WHERE page = 1",
+            "log", "replay", "--data", dir, "--to", "150", "--json", "--sql",
+            "SELECT last_writer FROM pages WHERE page = 1",
         ])
         #expect(run.status == 0, "\(run.stderr)")
         let rows = try run.jsonLines()
@@ -214,7 +215,8 @@ import Testing
         ])
         #expect(run.status == 0, "\(run.stderr)")
         let rows = try run.jsonLines()
-        let live = Dictionary(uniqueKeysWithValues: rows.map { ($0["name"]?.stringValue ?? "", $0["holder"]?.uint64Value ?? 0) })
+        let live = Dictionary(
+            uniqueKeysWithValues: rows.map { ($0["name"]?.stringValue ?? "", $0["holder"]?.uint64Value ?? 0) })
         #expect(live == held)
     }
 
@@ -243,7 +245,9 @@ import Testing
         #expect(run.status == 0, "\(run.stderr)")
         #expect(Set(try run.jsonLines().compactMap { $0["hex"]?.stringValue }) == blocks)
         // The readable table shows addresses in hex.
-        let table = try S.run(["log", "replay", "--data", dir, "--sql", "SELECT address, size FROM allocations WHERE member = 3"])
+        let table = try S.run([
+            "log", "replay", "--data", dir, "--sql", "SELECT address, size FROM allocations WHERE member = 3",
+        ])
         #expect(table.lines[0].hasPrefix("address"))
         #expect(table.stdout.contains("0x7f"))
     }
@@ -351,7 +355,9 @@ import Testing
             hardState: .init(term: 2, vote: 2, commit: 202))
         let after = try S.run(["log", "info", "--data", dir, "--json"])
         #expect(try after.jsonLines().first?["last_index"] == .uint(202))
-        let replay = try S.run(["log", "replay", "--data", dir, "--sql", "SELECT applied_index FROM progress", "--json"])
+        let replay = try S.run([
+            "log", "replay", "--data", dir, "--sql", "SELECT applied_index FROM progress", "--json",
+        ])
         #expect(replay.status == 0, "\(replay.stderr)")
         #expect(try replay.jsonLines().first?["applied_index"]?.uint64Value == 202)
         try storage.persist(entries: [.init(term: 2, index: 203)], hardState: .init(term: 2, vote: 2, commit: 203))

@@ -83,9 +83,11 @@ import Testing
         #expect(last?.type == "undecodable")
         // Replay applies it as every member would: rejected, and the replay goes on.
         var result: ApplyResult?
-        _ = try LogReplay(directory, to: 41, observe: { (entry, applied, _) throws(LogToolError) in
-            if entry.index == 41 { result = applied.result }
-        })
+        _ = try LogReplay(
+            directory, to: 41,
+            observe: { (entry, applied, _) throws(LogToolError) in
+                if entry.index == 41 { result = applied.result }
+            })
         #expect(result?.rejection?.code == .malformedCommand)
     }
 
@@ -120,8 +122,11 @@ import Testing
         let bodies: [(CommandBody, String)] = [
             (.bootstrap(settings), "bootstrap"), (.noop, "noop"), (.alloc(size: 64, member: 3), "alloc"),
             (.free(address: settings.heapBase), "free"),
-            (.write(member: 2, pages: [PageWrite(page: 3, diff: PageDiff(writing: [1, 2, 3], atOffset: 10))],
-                    releaseLock: "q", releaseEpoch: 4), "write"),
+            (
+                .write(
+                    member: 2, pages: [PageWrite(page: 3, diff: PageDiff(writing: [1, 2, 3], atOffset: 10))],
+                    releaseLock: "q", releaseEpoch: 4), "write"
+            ),
             (.atomic(address: settings.heapBase, op: .compareAndSwap(expect: 1, value: 2)), "atomic"),
             (.lockAcquire(name: "q", member: 1, ttlMillis: 10, now: 5), "lock_acquire"),
             (.lockRelease(name: "q", epoch: 1), "lock_release"), (.lockExpire(name: "q", epoch: 1), "lock_expire"),

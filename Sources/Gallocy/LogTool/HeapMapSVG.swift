@@ -35,7 +35,8 @@ package enum HeapMapSVG {
     /// The SVG text for the state `replay` rebuilt.
     package static func render(_ replay: LogReplay) throws(LogToolError) -> String {
         guard let settings = replay.machine.settings else {
-            throw LogToolError(.outOfRange, "at index \(replay.index) the cluster is not bootstrapped: there is no heap to draw")
+            throw LogToolError(
+                .outOfRange, "at index \(replay.index) the cluster is not bootstrapped: there is no heap to draw")
         }
         let rows = try replay.query(
             "SELECT page, state, blocks, last_writer, last_write_index, write_count, lease_holder FROM pages "
@@ -75,7 +76,9 @@ package enum HeapMapSVG {
             }
             if pagesPerCell == 1 {
                 var text = "\(row[1].text ?? "?"), \(row[2].int64 ?? 0) block(s)"
-                if let writer { text += ", last written by member \(writer) at index \(writeIndex) (\(row[5].int64 ?? 0) writes)" }
+                if let writer {
+                    text += ", last written by member \(writer) at index \(writeIndex) (\(row[5].int64 ?? 0) writes)"
+                }
                 if let holder = row[6].int64 { text += ", leased to member \(holder)" }
                 details[index] = text
             }
@@ -85,7 +88,9 @@ package enum HeapMapSVG {
         let gridTop = 70
         let gridRows = (cellCount + columns - 1) / columns
         var legend: [(String, String)] = [(freeColour, "free"), (allocatedColour, "allocated, not written")]
-        for member in writers.sorted() { legend.append((colour(.written(member: member)), "last written by member \(member)")) }
+        for member in writers.sorted() {
+            legend.append((colour(.written(member: member)), "last written by member \(member)"))
+        }
         legend.append((leasedColour, anyLeased ? "leased" : "leased (none)"))
         let legendTop = gridTop + gridRows * cell + 16
         let height = legendTop + legend.count * 18 + 10
@@ -101,14 +106,19 @@ package enum HeapMapSVG {
             let y = gridTop + (index / columns) * cell
             let firstPage = index * pagesPerCell
             let address = settings.heapBase &+ UInt64(firstPage) &* UInt64(settings.pageSize)
-            var title = pagesPerCell == 1 ? "page \(firstPage) at \(hex(address))" : "pages \(firstPage)...\(min(pageCount, firstPage + pagesPerCell) - 1) from \(hex(address))"
+            var title =
+                pagesPerCell == 1
+                ? "page \(firstPage) at \(hex(address))"
+                : "pages \(firstPage)...\(min(pageCount, firstPage + pagesPerCell) - 1) from \(hex(address))"
             title += ": " + (details[index].isEmpty ? describe(states[index]) : details[index])
             let stroke = states[index] == .free ? "#ffffff" : "#555555"
-            svg += "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(cell - 1)\" height=\"\(cell - 1)\" fill=\"\(colour(states[index]))\" stroke=\"\(stroke)\" stroke-width=\"0.5\"><title>\(escape(title))</title></rect>\n"
+            svg +=
+                "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(cell - 1)\" height=\"\(cell - 1)\" fill=\"\(colour(states[index]))\" stroke=\"\(stroke)\" stroke-width=\"0.5\"><title>\(escape(title))</title></rect>\n"
         }
         for (k, item) in legend.enumerated() {
             let y = legendTop + k * 18
-            svg += "<rect x=\"10\" y=\"\(y)\" width=\"12\" height=\"12\" fill=\"\(item.0)\" stroke=\"#555555\" stroke-width=\"0.5\"/>"
+            svg +=
+                "<rect x=\"10\" y=\"\(y)\" width=\"12\" height=\"12\" fill=\"\(item.0)\" stroke=\"#555555\" stroke-width=\"0.5\"/>"
             svg += "<text x=\"28\" y=\"\(y + 10)\">\(escape(item.1))</text>\n"
         }
         svg += "</svg>\n"

@@ -33,7 +33,8 @@ package struct LogContentCheck {
             } catch let error as StorageError {
                 problem = "snapshot \(manifest.id): \(error.message)"
             } catch let error as StateMachineError {
-                problem = "snapshot \(manifest.id) (index \(manifest.metadata.index)): it does not restore: \(error.message)"
+                problem =
+                    "snapshot \(manifest.id) (index \(manifest.metadata.index)): it does not restore: \(error.message)"
             } catch {
                 problem = "snapshot \(manifest.id): \(error)"
             }
@@ -52,7 +53,8 @@ package struct LogContentCheck {
                 switch entry.kind {
                 case .confChange:
                     if ConfChange(encoded: entry.data) == nil {
-                        found = "log entry \(entry.index): its membership change does not decode (\(entry.data.count) bytes)"
+                        found =
+                            "log entry \(entry.index): its membership change does not decode (\(entry.data.count) bytes)"
                     }
                 case .normal where entry.data.isEmpty:
                     break

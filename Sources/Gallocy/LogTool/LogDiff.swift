@@ -171,8 +171,10 @@ package struct LogDiff {
         var tableHeader: String?
         if x.pageTable != y.pageTable {
             do {
-                let dumpA = try left.machine.pageTable.canonicalDump().split(separator: "\n", omittingEmptySubsequences: false)
-                let dumpB = try right.machine.pageTable.canonicalDump().split(separator: "\n", omittingEmptySubsequences: false)
+                let dumpA = try left.machine.pageTable.canonicalDump().split(
+                    separator: "\n", omittingEmptySubsequences: false)
+                let dumpB = try right.machine.pageTable.canonicalDump().split(
+                    separator: "\n", omittingEmptySubsequences: false)
                 for k in 0..<max(dumpA.count, dumpB.count) {
                     let la = k < dumpA.count ? String(dumpA[k]) : "(end of dump)"
                     let lb = k < dumpB.count ? String(dumpB[k]) : "(end of dump)"
@@ -196,11 +198,13 @@ package struct LogDiff {
             for page in candidates where pages.count < 16 {
                 let address = heapA.settings.heapBase &+ UInt64(page * heapA.pageSize)
                 let bytesA = try? heapA.read(address: address, length: heapA.pageSize)
-                let bytesB = try? heapB.read(address: heapB.settings.heapBase &+ UInt64(page * heapB.pageSize), length: heapB.pageSize)
+                let bytesB = try? heapB.read(
+                    address: heapB.settings.heapBase &+ UInt64(page * heapB.pageSize), length: heapB.pageSize)
                 if bytesA != bytesB { pages.append(page) }
             }
         }
-        return StateDifference(index: left.index, a: x, b: y, pageTableLine: line, pageTableHeader: tableHeader, heapPages: pages)
+        return StateDifference(
+            index: left.index, a: x, b: y, pageTableLine: line, pageTableHeader: tableHeader, heapPages: pages)
     }
 
     /// The readable report.

@@ -39,7 +39,8 @@ package final class LogDirectory {
             throw LogToolError(.notADataDirectory, "\(path): no such data directory (\(reason))")
         }
         guard st.st_mode & S_IFMT == S_IFDIR else {
-            throw LogToolError(.notADataDirectory, "\(path) is not a directory; give --data the member's data directory")
+            throw LogToolError(
+                .notADataDirectory, "\(path) is not a directory; give --data the member's data directory")
         }
         var data = stat()
         guard stat(path + "/data.mdb", &data) == 0 else {
@@ -54,7 +55,8 @@ package final class LogDirectory {
     package func requireSettings() throws(LogToolError) -> ClusterSettings {
         guard let settings = storage.settings else {
             throw LogToolError(
-                .notADataDirectory, "\(path) has no cluster settings: the member never bootstrapped or joined a cluster")
+                .notADataDirectory, "\(path) has no cluster settings: the member never bootstrapped or joined a cluster"
+            )
         }
         return settings
     }

@@ -190,32 +190,58 @@ package struct LogEntryDescription: Sendable, Hashable {
         case .bootstrapped: return (.object(["outcome": .string("bootstrapped")]), "bootstrapped")
         case .noop: return (.object(["outcome": .string("noop")]), "no-op")
         case .allocated(let address):
-            return (.object(["outcome": .string("allocated"), "address": .string(hex(address))]), "allocated at \(hex(address))")
+            return (
+                .object(["outcome": .string("allocated"), "address": .string(hex(address))]),
+                "allocated at \(hex(address))"
+            )
         case .freed(let address, let extent, _):
-            return (.object(["outcome": .string("freed"), "address": .string(hex(address)), "extent": .uint(extent)]),
-                    "freed \(extent) bytes")
+            return (
+                .object(["outcome": .string("freed"), "address": .string(hex(address)), "extent": .uint(extent)]),
+                "freed \(extent) bytes"
+            )
         case .written(let pages, let released):
-            return (.object(["outcome": .string("written"), "pages": .uint(UInt64(pages)), "released_lock": .bool(released)]),
-                    "written")
+            return (
+                .object([
+                    "outcome": .string("written"), "pages": .uint(UInt64(pages)), "released_lock": .bool(released),
+                ]),
+                "written"
+            )
         case .atomicAccepted(let address):
             return (.object(["outcome": .string("atomic_accepted"), "address": .string(hex(address))]), "accepted")
         case .atomic(let ok, let old):
-            return (.object(["outcome": .string("atomic"), "ok": .bool(ok), "old": .uint(old)]), "\(ok ? "ok" : "failed"), old \(old)")
+            return (
+                .object(["outcome": .string("atomic"), "ok": .bool(ok), "old": .uint(old)]),
+                "\(ok ? "ok" : "failed"), old \(old)"
+            )
         case .lockGranted(let epoch, let expiresAt):
-            return (.object(["outcome": .string("lock_granted"), "epoch": .uint(epoch), "expires_at": .uint(expiresAt)]),
-                    "granted epoch \(epoch) until \(expiresAt)")
+            return (
+                .object(["outcome": .string("lock_granted"), "epoch": .uint(epoch), "expires_at": .uint(expiresAt)]),
+                "granted epoch \(epoch) until \(expiresAt)"
+            )
         case .lockBusy(let holder, let epoch, let expiresAt):
-            return (.object(["outcome": .string("lock_busy"), "holder": .uint(holder), "epoch": .uint(epoch), "expires_at": .uint(expiresAt)]),
-                    "busy: held by \(holder) epoch \(epoch)")
+            return (
+                .object([
+                    "outcome": .string("lock_busy"), "holder": .uint(holder), "epoch": .uint(epoch),
+                    "expires_at": .uint(expiresAt),
+                ]),
+                "busy: held by \(holder) epoch \(epoch)"
+            )
         case .lockReleased: return (.object(["outcome": .string("lock_released")]), "released")
         case .lockExpired: return (.object(["outcome": .string("lock_expired")]), "expired")
         case .barrier(let opened, let generation):
-            return (.object(["outcome": .string("barrier"), "opened": .bool(opened), "generation": .uint(generation)]),
-                    opened ? "opened generation \(generation)" : "waiting in generation \(generation)")
+            return (
+                .object(["outcome": .string("barrier"), "opened": .bool(opened), "generation": .uint(generation)]),
+                opened ? "opened generation \(generation)" : "waiting in generation \(generation)"
+            )
         case .rootSet: return (.object(["outcome": .string("root_set")]), "root set")
         case .rejected(let rejection):
-            return (.object(["outcome": .string("rejected"), "code": .string("\(rejection.code)"), "message": .string(rejection.message)]),
-                    "REJECTED \(rejection.code): \(rejection.message)")
+            return (
+                .object([
+                    "outcome": .string("rejected"), "code": .string("\(rejection.code)"),
+                    "message": .string(rejection.message),
+                ]),
+                "REJECTED \(rejection.code): \(rejection.message)"
+            )
         }
     }
 }

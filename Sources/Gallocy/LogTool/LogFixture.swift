@@ -131,9 +131,11 @@ package enum LogFixture {
             case 2:
                 entry = Entry(term: term, index: index)  // the first leader's empty entry
             case total * 2 / 5:
-                entry = Entry(term: term, index: index, kind: .confChange, data: ConfChange(.addLearner, node: 4).encoded())
+                entry = Entry(
+                    term: term, index: index, kind: .confChange, data: ConfChange(.addLearner, node: 4).encoded())
             case total * 2 / 5 + 4:
-                entry = Entry(term: term, index: index, kind: .confChange, data: ConfChange(.addVoter, node: 4).encoded())
+                entry = Entry(
+                    term: term, index: index, kind: .confChange, data: ConfChange(.addVoter, node: 4).encoded())
             case total * 3 / 5:
                 term = 2  // member 2 won an election; its first entry is empty
                 vote = 2
@@ -150,7 +152,9 @@ package enum LogFixture {
                     let op: AtomicOp
                     switch rng.below(3) {
                     case 0: op = .add(1 + rng.below(5))
-                    case 1: op = .compareAndSwap(expect: try machine.heap?.word(at: block.address) ?? 0, value: rng.below(1000))
+                    case 1:
+                        op = .compareAndSwap(
+                            expect: try machine.heap?.word(at: block.address) ?? 0, value: rng.below(1000))
                     default: op = .swap(rng.below(1000))
                     }
                     entry = next(.atomic(address: block.address, op: op), session: member * 1000 + 2)
@@ -264,13 +268,20 @@ package enum LogFixture {
             // Application data is structured (counters, text, small records), so it compresses.
             let fill = UInt8(truncatingIfNeeded: rng.below(256))
             let stride = 1 + Int(rng.below(8))
-            for k in Int(from)..<Int(to) where k % stride == 0 { bytes[k] = fill &+ UInt8(truncatingIfNeeded: k / stride % 4) }
-            let diff = twin.withUnsafeBytes { old in bytes.withUnsafeBytes { new in PageDiff.make(twin: old, page: new) } }
+            for k in Int(from)..<Int(to) where k % stride == 0 {
+                bytes[k] = fill &+ UInt8(truncatingIfNeeded: k / stride % 4)
+            }
+            let diff = twin.withUnsafeBytes { old in
+                bytes.withUnsafeBytes { new in PageDiff.make(twin: old, page: new) }
+            }
             if !diff.isEmpty { writes.append(PageWrite(page: page, diff: diff)) }
             page += 1
         }
         if writes.isEmpty {
-            writes.append(PageWrite(page: (start - settings.heapBase) / pageSize, diff: PageDiff(writing: [0xA5], atOffset: Int((start - settings.heapBase) % pageSize))))
+            writes.append(
+                PageWrite(
+                    page: (start - settings.heapBase) / pageSize,
+                    diff: PageDiff(writing: [0xA5], atOffset: Int((start - settings.heapBase) % pageSize))))
         }
         return next(.write(member: member, pages: writes, releaseLock: nil, releaseEpoch: 0), 0)
     }

@@ -83,11 +83,19 @@ package struct LogInfo: Sendable, Hashable {
         func list(_ ids: [UInt64]) -> String { ids.isEmpty ? "none" : ids.map(String.init).joined(separator: ", ") }
         var rows: [(String, String)] = [
             ("data directory", path),
-            ("log", entryCount == 0 ? "empty (after \(compactedIndex))" : "\(firstIndex)...\(lastIndex) (\(entryCount) entries, last term \(lastTerm))"),
+            (
+                "log",
+                entryCount == 0
+                    ? "empty (after \(compactedIndex))"
+                    : "\(firstIndex)...\(lastIndex) (\(entryCount) entries, last term \(lastTerm))"
+            ),
             ("commit index", String(commitIndex)),
             ("term", String(term)),
             ("voted for", votedFor.map(String.init) ?? "nobody"),
-            ("snapshot", snapshotIndex == 0 ? "none" : "index \(snapshotIndex), term \(snapshotTerm), \(snapshotBytes) bytes"),
+            (
+                "snapshot",
+                snapshotIndex == 0 ? "none" : "index \(snapshotIndex), term \(snapshotTerm), \(snapshotBytes) bytes"
+            ),
             ("compacted through", String(compactedIndex)),
             ("voters", list(confState.voters)),
             ("learners", list(confState.learners)),
@@ -96,7 +104,8 @@ package struct LogInfo: Sendable, Hashable {
         if let settings {
             rows.append(("cluster id", String(settings.clusterID)))
             rows.append(("heap base", HexAddress.format(settings.heapBase)))
-            rows.append(("heap size", "\(settings.heapSize) bytes (\(settings.pageCount) pages of \(settings.pageSize))"))
+            rows.append(
+                ("heap size", "\(settings.heapSize) bytes (\(settings.pageCount) pages of \(settings.pageSize))"))
         } else {
             rows.append(("settings", "none: the member has not bootstrapped or joined yet"))
         }

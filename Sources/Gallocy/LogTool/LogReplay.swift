@@ -56,7 +56,8 @@ package struct LogReplay {
                 "index \(to) is before the snapshot at \(start), the oldest state \(directory.path) can rebuild")
         }
         if to > storage.lastIndex {
-            throw LogToolError(.outOfRange, "index \(to) is beyond the last index \(storage.lastIndex) of \(directory.path)")
+            throw LogToolError(
+                .outOfRange, "index \(to) is beyond the last index \(storage.lastIndex) of \(directory.path)")
         }
         let machine: StateMachine
         var confState = ConfState()
@@ -159,7 +160,8 @@ package struct LogReplay {
     /// Writes the heap image as of `index` to `path`: `heap_size` bytes, byte 0 at `heap_base`.
     package func export(toPath path: String) throws(LogToolError) {
         guard let heap = machine.heap else {
-            throw LogToolError(.outOfRange, "at index \(index) the cluster is not bootstrapped yet: there is no heap to export")
+            throw LogToolError(
+                .outOfRange, "at index \(index) the cluster is not bootstrapped yet: there is no heap to export")
         }
         do {
             try heap.export(toPath: path)

@@ -27,13 +27,16 @@ package struct LogReplayBenchmark {
     package var verifyMegabytesPerSecond: Double { Double(logBytes) / 1e6 / verifySeconds }
     package var contentMegabytesPerSecond: Double { Double(logBytes) / 1e6 / contentSeconds }
 
-    package static func run(entries count: Int, directory path: String, log: (String) -> Void) throws(LogToolError) -> Self {
+    package static func run(entries count: Int, directory path: String, log: (String) -> Void) throws(LogToolError)
+        -> Self
+    {
         let settings = ClusterSettings(clusterID: 1, heapBase: 0x7f00_0000_0000, heapSize: 64 << 20, pageSize: 4096)
         let buildStart = LogReplayBenchmark.now()
         do {
             let storage = try RaftStorage(path: path)
-            try storage.persist(hardState: HardState(term: 1, vote: 1, commit: 0), settings: settings,
-                                confState: ConfState(voters: [1, 2, 3]))
+            try storage.persist(
+                hardState: HardState(term: 1, vote: 1, commit: 0), settings: settings,
+                confState: ConfState(voters: [1, 2, 3]))
             var rng = GallocyStorage.SplitMix64(seed: 42)
             // A few dozen diffs, reused: encoding cost is not what is measured.
             let diffs: [PageDiff] = (0..<64).map { _ in
@@ -61,7 +64,8 @@ package struct LogReplayBenchmark {
                     sequence += 1
                     client = ClientTag(session: 1 + index % 3, sequence: sequence)
                 }
-                batch.append(Entry(term: 1, index: index, data: CommandCodec.encode(Command(client: client, body: body))))
+                batch.append(
+                    Entry(term: 1, index: index, data: CommandCodec.encode(Command(client: client, body: body))))
                 if batch.count == 10_000 || index == UInt64(count) {
                     try storage.persist(entries: batch, hardState: HardState(term: 1, vote: 1, commit: index))
                     batch.removeAll(keepingCapacity: true)

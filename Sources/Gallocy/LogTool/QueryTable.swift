@@ -15,7 +15,9 @@ package enum QueryTable {
         }
         var widths = result.columns.map(\.count)
         for row in cells {
-            for (column, cell) in row.enumerated() where column < widths.count { widths[column] = max(widths[column], cell.count) }
+            for (column, cell) in row.enumerated() where column < widths.count {
+                widths[column] = max(widths[column], cell.count)
+            }
         }
         let numeric: [Bool] = result.columns.indices.map { column in
             result.rows.allSatisfy { row in
