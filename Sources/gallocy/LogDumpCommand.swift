@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Gallocy
 import GallocyCodec
 import GallocyRaft
@@ -13,6 +14,8 @@ struct LogDumpCommand: ParsableCommand {
     @Option(help: "The member's data directory.") var data: String
     @Option(help: "The first index to print (default: the first in the log).") var from: UInt64?
     @Option(help: "The last index to print (default: the last in the log).") var to: UInt64?
+    @Option(help: "Print only entries of these types, comma-separated (write,alloc,lock_acquire,...).")
+    var type: String?
     @Flag(help: "Print one JSON object per entry.") var json = false
     @Flag(help: "Also replay the log and show what each entry did (allocated addresses, lock epochs, rejections).")
     var results = false
@@ -36,7 +39,9 @@ struct LogDumpCommand: ParsableCommand {
                 LogOutput.line(
                     "INDEX".padded(indexWidth) + "  TERM  " + "TYPE".padded(12) + "  BYTES  DETAILS")
             }
+            let types = type.map { Set($0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }) }
             func emit(_ description: LogEntryDescription) {
+                if let types, !types.contains(description.type) { return }
                 if json {
                     LogOutput.line(description.json.jsonText)
                 } else {

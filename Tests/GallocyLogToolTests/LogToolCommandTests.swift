@@ -118,6 +118,8 @@ import Testing
         let entries = try run.jsonLines()
         #expect(entries.map { $0["index"] } == [.uint(3), .uint(4), .uint(5)])
         #expect(entries[0]["result"]?["address"] == .string("0x7f0000000000"))
+        let changes = try S.run(["log", "dump", "--data", dir, "--type", "conf_change", "--json"]).jsonLines()
+        #expect(changes.map { $0["change"] } == [.string("add_learner"), .string("add_voter")])
         let table = try S.run(["log", "dump", "--data", dir, "--to", "4"])
         #expect(table.lines.count == 5)
         #expect(table.lines[0].hasPrefix("INDEX"))
