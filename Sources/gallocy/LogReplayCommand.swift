@@ -83,6 +83,11 @@ struct LogReplayCommand: ParsableCommand {
             LogOutput.line(
                 "replayed \(directory.path) from \(origin) to index \(replay.index) (\(replay.entriesApplied) entries applied)"
             )
+            if replay.index > directory.commitIndex {
+                LogOutput.line(
+                    "note: past the commit index \(directory.commitIndex): later entries are not committed yet, "
+                        + "and a new leader may replace them")
+            }
             LogOutput.line("digest: \(digest)")
             func list(_ ids: [UInt64]) -> String { ids.isEmpty ? "none" : ids.map(String.init).joined(separator: ", ") }
             if replay.confStateKnown {

@@ -378,3 +378,31 @@ extension FileHandle {
         }
     }
 }
+
+/// The progress bar: on stderr only when stderr is a terminal.
+@Suite struct LogToolProgressTests {
+    typealias S = LogToolSupport
+
+    @Test func theProgressBarAppearsOnATerminalAndNeverInAPipe() throws {
+        let dir = try S.copyFixture("log-v1-small")
+        defer { S.remove(dir) }
+        let piped = try S.run(["log", "replay", "--data", dir, "--sql", "SELECT 1"])
+        #expect(piped.status == 0)
+        #expect(piped.stderr.isEmpty)
+        // `script` gives the child a pseudo-terminal (util-linux); skip where it is missing.
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/script") else { return }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/script")
+        let command = "'\(try S.gallocyBinary())' log replay --data '\(dir)' --sql 'SELECT 1' >/dev/null"
+        process.arguments = ["-qec", command, "/dev/null"]
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect(text.contains("replaying ["), "\(text)")
+        #expect(text.contains("197/197 entries"))
+    }
+}
