@@ -25,6 +25,7 @@ struct LogReplayCommand: ParsableCommand {
     @Flag(help: "Print one JSON object per row.") var json = false
     @Option(help: "Also draw the heap as a map of pages into this SVG file.") var svg: String?
     @Option(help: "Print at most this many rows per table.") var maxRows: Int = 10_000
+    @Flag(help: "Print only the state's digest (what members compare), as JSON with --json.") var digest = false
 
     /// The tables shown without --sql, in order, with the query that shows each.
     static let sections: [(String, String)] = [
@@ -60,6 +61,19 @@ struct LogReplayCommand: ParsableCommand {
                 let text = try HeapMapSVG.render(replay)
                 try Self.writeFile(svg, text)
             }
+            if digest {
+                let value = try replay.digest()
+                if json {
+                    LogOutput.line(
+                        JSONValue.object([
+                            "applied_index": .uint(value.appliedIndex), "page_table": .uint(UInt64(value.pageTable)),
+                            "heap": .uint(UInt64(value.heap)), "combined": .uint(value.combined),
+                        ]).jsonText)
+                } else {
+                    LogOutput.line(value.description)
+                }
+                return
+            }
             if let sql {
                 let result = try replay.query(sql, maxRows: maxRows)
                 if json {
@@ -69,7 +83,7 @@ struct LogReplayCommand: ParsableCommand {
                 }
                 return
             }
-            let digest = try replay.digest()
+            let stateDigest = try replay.digest()
             if json {
                 for (table, query) in Self.sections {
                     let result = try replay.query(query, maxRows: maxRows)
@@ -88,7 +102,7 @@ struct LogReplayCommand: ParsableCommand {
                     "note: past the commit index \(directory.commitIndex): later entries are not committed yet, "
                         + "and a new leader may replace them")
             }
-            LogOutput.line("digest: \(digest)")
+            LogOutput.line("digest: \(stateDigest)")
             func list(_ ids: [UInt64]) -> String { ids.isEmpty ? "none" : ids.map(String.init).joined(separator: ", ") }
             if replay.confStateKnown {
                 LogOutput.line("voters: \(list(replay.confState.voters)); learners: \(list(replay.confState.learners))")

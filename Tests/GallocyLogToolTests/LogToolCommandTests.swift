@@ -270,6 +270,20 @@ import Testing
         #expect(defaultTables.stdout.contains("== locks"))
     }
 
+    @Test func replayDigestIsTheStateMachinesDigestAndRepeats() throws {
+        let dir = try S.copyFixture("log-v1-snapshot")
+        defer { S.remove(dir) }
+        let first = try S.run(["log", "replay", "--data", dir, "--digest"])
+        let second = try S.run(["log", "replay", "--data", dir, "--digest"])
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stdout == second.stdout)
+        #expect(first.stdout == "index 237 table e1cb75dc heap d4627c5b\n")
+        let json = try #require(try S.run(["log", "replay", "--data", dir, "--digest", "--json"]).jsonLines().first)
+        #expect(json["applied_index"]?.uint64Value == 237)
+        #expect(json["page_table"]?.uint64Value == 0xe1cb_75dc)
+        #expect(json["heap"]?.uint64Value == 0xd462_7c5b)
+    }
+
     @Test func replayDrawsTheHeapAsAnSVGMapWithALegend() throws {
         let dir = try S.copyFixture("log-v1-small")
         defer { S.remove(dir) }
