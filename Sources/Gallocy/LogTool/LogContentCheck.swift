@@ -22,7 +22,7 @@ package struct LogContentCheck {
         let storage = directory.storage
         if let manifest = storage.snapshot {
             do {
-                if let (_, data) = try storage.readSnapshot() {
+                if let (_, data) = try storage.readSnapshot(), !data.isEmpty {
                     let machine = try StateMachine(snapshot: data)
                     if machine.appliedIndex != manifest.metadata.index {
                         problem =
@@ -52,7 +52,7 @@ package struct LogContentCheck {
                 guard found == nil else { return }
                 switch entry.kind {
                 case .confChange:
-                    if ConfChange(encoded: entry.data) == nil {
+                    if MembershipRecord.decode(entry.data) == nil {
                         found =
                             "log entry \(entry.index): its membership change does not decode (\(entry.data.count) bytes)"
                     }

@@ -30,7 +30,7 @@ package struct LogEntryDescription: Sendable, Hashable {
         switch entry.kind {
         case .confChange:
             type = "conf_change"
-            if let change = ConfChange(encoded: entry.data) {
+            if let (change, context) = MembershipRecord.decode(entry.data) {
                 let word: String
                 switch change.kind {
                 case .addVoter: word = "add_voter"
@@ -39,6 +39,11 @@ package struct LogEntryDescription: Sendable, Hashable {
                 }
                 fields = ["change": .string(word), "node": .uint(change.node)]
                 summary = "\(word) \(change.node)"
+                if !context.isEmpty {
+                    let address = String(decoding: context, as: UTF8.self)
+                    fields["address"] = .string(address)
+                    summary += " at \(address)"
+                }
             } else {
                 fields = ["error": .string("the membership change does not decode (\(entry.data.count) bytes)")]
                 summary = "undecodable membership change"

@@ -132,10 +132,12 @@ package enum LogFixture {
                 entry = Entry(term: term, index: index)  // the first leader's empty entry
             case total * 2 / 5:
                 entry = Entry(
-                    term: term, index: index, kind: .confChange, data: ConfChange(.addLearner, node: 4).encoded())
+                    term: term, index: index, kind: .confChange,
+                    data: ConfChange(.addLearner, node: 4).encoded() + Array("127.0.0.1:7004".utf8))
             case total * 2 / 5 + 4:
                 entry = Entry(
-                    term: term, index: index, kind: .confChange, data: ConfChange(.addVoter, node: 4).encoded())
+                    term: term, index: index, kind: .confChange,
+                    data: ConfChange(.addVoter, node: 4).encoded() + Array("127.0.0.1:7004".utf8))
             case total * 3 / 5:
                 term = 2  // member 2 won an election; its first entry is empty
                 vote = 2
@@ -212,7 +214,10 @@ package enum LogFixture {
             default:
                 break
             }
-            if entry.kind == .confChange, let change = ConfChange(encoded: entry.data),
+            // A membership change carries the new member's address after its nine bytes, as the
+            // engine writes it; members record it in the page table.
+            try MembershipRecord.apply(entry, to: machine)
+            if entry.kind == .confChange, let (change, _) = MembershipRecord.decode(entry.data),
                 let changed = confState.applying(change)
             {
                 confState = changed

@@ -72,11 +72,13 @@ package struct LogReplay {
                 throw LogToolError(.corrupted, "\(directory.path): the snapshot at \(start) vanished while reading it")
             }
             do {
-                machine = try StateMachine(snapshot: snapshot.data)
+                // Empty data stands for an empty state machine as of the snapshot's index (a
+                // member's bootstrap snapshot may be stored so, docs/engine.md).
+                machine = snapshot.data.isEmpty ? try StateMachine() : try StateMachine(snapshot: snapshot.data)
             } catch {
                 throw LogToolError(error, while: "restoring the snapshot at index \(start) of \(directory.path)")
             }
-            guard machine.appliedIndex == start else {
+            guard snapshot.data.isEmpty || machine.appliedIndex == start else {
                 throw LogToolError(
                     .corrupted,
                     "the snapshot stored for index \(start) holds the state as of index \(machine.appliedIndex)")
@@ -127,9 +129,14 @@ package struct LogReplay {
             } catch {
                 throw LogToolError(error, while: "applying entry \(entry.index)")
             }
-            if entry.kind == .confChange, let change = ConfChange(encoded: entry.data) {
+            if entry.kind == .confChange, let (change, _) = MembershipRecord.decode(entry.data) {
                 changes.append((entry.index, change))
                 if let next = confState.applying(change) { confState = next }
+                do throws(StateMachineError) {
+                    try MembershipRecord.apply(entry, to: machine)
+                } catch {
+                    throw LogToolError(error, while: "recording the membership change of entry \(entry.index)")
+                }
             }
             applied += 1
             bytes += size
