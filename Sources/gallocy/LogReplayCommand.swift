@@ -45,6 +45,7 @@ struct LogReplayCommand: ParsableCommand {
             "SELECT name, participants, arrived, generation, opened_index FROM barriers ORDER BY company, name"
         ),
         ("roots", "SELECT name, address, set_index FROM roots ORDER BY company, name"),
+        ("members", "SELECT id, role, address FROM members ORDER BY company, id"),
     ]
 
     func run() throws {
