@@ -222,6 +222,8 @@ package struct LogDiff {
             if differingIndices.count > 1 {
                 out.append("  \(differingIndices.count) differing indices in the overlap")
             }
+        } else if comparedEntries == nil {
+            out.append("logs: no index is held by both (compacted at different points); the states are compared")
         } else {
             out.append("logs: identical where both hold entries")
         }
