@@ -95,6 +95,10 @@ package final class LogDirectory {
                 next += 1
             }
             throw LogToolError(error)
+        } catch let error as StorageError where error.code == .compacted {
+            throw LogToolError(
+                .outOfRange,
+                "\(error.message): the member compacted its log while the tool was reading; run the command again")
         } catch let error as StorageError {
             throw LogToolError(error)
         } catch {

@@ -68,8 +68,13 @@ package struct LogReplay {
             } catch {
                 throw LogToolError(error)
             }
-            guard let snapshot else {
-                throw LogToolError(.corrupted, "\(directory.path): the snapshot at \(start) vanished while reading it")
+            guard let snapshot, snapshot.manifest.metadata.index == start else {
+                // A running member took a new snapshot (and may have compacted) since the
+                // directory was opened: this opening's view of the log no longer fits it.
+                throw LogToolError(
+                    .outOfRange,
+                    "\(directory.path): the member replaced its snapshot at \(start) while the tool was reading; run the command again"
+                )
             }
             do {
                 // Empty data stands for an empty state machine as of the snapshot's index (a
