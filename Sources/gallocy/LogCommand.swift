@@ -41,6 +41,8 @@ func runLogTool(_ name: String, _ body: () throws(LogToolError) -> Void) throws 
 
 /// Output helpers: stdout is buffered (dumps can be long), stderr is written at once.
 enum LogOutput {
+    // nonisolated(unsafe): a `gallocy log` command runs on the main thread alone; nothing else
+    // touches the buffer.
     nonisolated(unsafe) private static var buffer: [UInt8] = []
 
     /// Writes `line` and a newline to stdout (buffered).
