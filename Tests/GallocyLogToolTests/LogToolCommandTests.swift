@@ -325,7 +325,9 @@ import Testing
         let report = try #require(try run.jsonLines().first)
         #expect(report["first_log_difference"] == .uint(121))
         #expect(report["first_state_difference"] == .uint(121))
-        let same = try S.run(["log", "diff", "--data", a, "--data", try S.copyFixture("log-v1-small")])
+        let c = try S.copyFixture("log-v1-small")
+        defer { S.remove(c) }
+        let same = try S.run(["log", "diff", "--data", a, "--data", c])
         #expect(same.status == 0, "\(same.stderr)")
         #expect(same.stdout.contains("identical"))
         let one = try S.run(["log", "diff", "--data", a])
