@@ -83,6 +83,11 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // The log tool: its logic in-process and its command-line contract through the real binary.
+        .testTarget(
+            name: "GallocyLogToolTests",
+            dependencies: ["Gallocy", "GallocyStorage", "GallocyStateMachine", "GallocyCodec", "GallocyRaft", "gallocy"]
+        ),
         // Whole-system tests: real `gallocy node` processes on loopback.
         .testTarget(name: "GallocyIntegrationTests", dependencies: ["gallocy", "GallocyCodec"]),
     ]
