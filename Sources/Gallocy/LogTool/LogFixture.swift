@@ -16,7 +16,7 @@ import GallocyStorage
 /// state machine and the compaction of the log under it. A state machine applies every entry as it
 /// is generated, so that writes land in blocks that are really allocated and lock epochs are real.
 ///
-/// Deterministic: the same options give the same entries (`GallocyStorage.SplitMix64`). For the fixtures in
+/// Deterministic: the same options give the same entries (`SplitMix64` of GallocyRaft). For the fixtures in
 /// `Fixtures/` (`gallocy log make-fixture`) and the tests.
 package enum LogFixture {
     package struct Options: Sendable {
@@ -88,7 +88,7 @@ package enum LogFixture {
             throw LogToolError(.badArgument, "\(path) already holds a log; give make-fixture a new directory")
         }
         let machine = try StateMachine()
-        var rng = GallocyStorage.SplitMix64(seed: options.seed)
+        var rng = SplitMix64(seed: options.seed)
         var term: UInt64 = 1
         var vote: UInt64 = 1
         var confState = ConfState(voters: [1, 2, 3])
@@ -120,7 +120,7 @@ package enum LogFixture {
         while UInt64(entries.count) < total {
             let index = UInt64(entries.count + 1)
             if let divergeAt = options.divergeAt, index == divergeAt {
-                rng = GallocyStorage.SplitMix64(seed: options.seed ^ 0xD1FF_D1FF_D1FF_D1FF)
+                rng = SplitMix64(seed: options.seed ^ 0xD1FF_D1FF_D1FF_D1FF)
             }
             let member = members[Int(rng.below(UInt64(members.count)))]
             clock += 1 + rng.below(40)
@@ -253,7 +253,7 @@ package enum LogFixture {
     /// A write by `member` into one live block: the diff of each page it changes, made from the
     /// page's current bytes (the twin) and the new ones, as the runtime makes them.
     private static func makeWrite(
-        _ machine: StateMachine, _ blocks: [Block], member: UInt64, rng: inout GallocyStorage.SplitMix64,
+        _ machine: StateMachine, _ blocks: [Block], member: UInt64, rng: inout SplitMix64,
         next: (CommandBody, UInt64) -> Entry
     ) throws -> Entry {
         let block = blocks[Int(rng.below(UInt64(blocks.count)))]

@@ -37,7 +37,7 @@ package struct LogReplayBenchmark {
             try storage.persist(
                 hardState: HardState(term: 1, vote: 1, commit: 0), settings: settings,
                 confState: ConfState(voters: [1, 2, 3]))
-            var rng = GallocyStorage.SplitMix64(seed: 42)
+            var rng = SplitMix64(seed: 42)
             // A few dozen diffs, reused: encoding cost is not what is measured.
             let diffs: [PageDiff] = (0..<64).map { _ in
                 let length = 8 + Int(rng.below(57))
