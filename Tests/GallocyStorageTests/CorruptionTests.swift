@@ -148,7 +148,7 @@ import Testing
                 try storage.append(makeEntries(last + 1...last + 5000, term: term, size: 12))
             }
             let file = try Data(contentsOf: URL(fileURLWithPath: original + "/data.mdb"))
-            var random = SplitMix64(seed: 99)
+            var random = GallocyStorage.SplitMix64(seed: 99)
             var reportsOfCrashes = 0
             for round in 0..<40 {
                 var damaged = file

@@ -15,7 +15,7 @@ import Testing
         let baseSeed =
             ProcessInfo.processInfo.environment["GALLOCY_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...1 << 40)
         print("crash safety: GALLOCY_SEED=\(baseSeed) reproduces this run")
-        var delays = SplitMix64(seed: baseSeed)
+        var delays = GallocyStorage.SplitMix64(seed: baseSeed)
         var totalAcks = 0
         var mapGrowths = 0
         var snapshotsAcknowledged = 0

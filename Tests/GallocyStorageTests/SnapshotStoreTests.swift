@@ -30,7 +30,7 @@ import Testing
         try withTemporaryDirectory { path in
             // 20 MiB in 1 MiB chunks: written as three transactions of at most 8 chunks.
             let storage = try RaftStorage(path: path, options: .init(mapSize: 1 << 20))
-            var random = SplitMix64(seed: 5)
+            var random = GallocyStorage.SplitMix64(seed: 5)
             let data = random.bytes(20 << 20)
             let manifest = try storage.saveSnapshot(SnapshotMetadata(), data: data)
             #expect(manifest.chunkCount == 20)
