@@ -256,6 +256,9 @@ package final class RaftDriver: @unchecked Sendable {
     }
 
     private func send(_ waiter: inout ProposalWaiter) {
+        // Before the bootstrap entry applied here, a command could land in the log ahead of it
+        // and be rejected as not bootstrapped: hold it (the periodic pass sends it once ready).
+        guard machine.settings != nil else { return }
         do {
             try node.propose(waiter.bytes)
             waiter.lastSent = clock.now
@@ -361,21 +364,25 @@ package final class RaftDriver: @unchecked Sendable {
             }
         }
         guard node.role == .leader else { return }
-        // The first leader of a new cluster records its settings.
-        if machine.settings == nil, node.committed == node.applied,
-            lastBootstrapProposal.map({ $0.duration(to: now) >= .seconds(2) }) ?? true
-        {
-            lastBootstrapProposal = now
-            let settings = ClusterSettings(
-                clusterID: UInt64.random(in: 1 ... .max), heapBase: NodeConfiguration.heapBase,
-                heapSize: configuration.heapSize ?? NodeConfiguration.defaultHeapSize, pageSize: NodeConfiguration.pageSize)
-            logger.info("bootstrapping the cluster", metadata: ["heap_size": "\(settings.heapSize)"])
-            proposeUntracked(.bootstrap(settings))
-        }
+        maybeProposeBootstrap(now: now)
         if lastLockCheck.map({ $0.duration(to: now) >= .milliseconds(200) }) ?? true {
             lastLockCheck = now
             expireLocks(now: now)
         }
+    }
+
+    /// The first leader of a new cluster records its settings (again every 2 s until they
+    /// applied: a proposal may be lost in a leader change; a duplicate applies as a rejection).
+    private func maybeProposeBootstrap(now: ContinuousClock.Instant) {
+        guard node.role == .leader, machine.settings == nil,
+            lastBootstrapProposal.map({ $0.duration(to: now) >= .seconds(2) }) ?? true
+        else { return }
+        lastBootstrapProposal = now
+        let settings = ClusterSettings(
+            clusterID: UInt64.random(in: 1 ... .max), heapBase: NodeConfiguration.heapBase,
+            heapSize: configuration.heapSize ?? NodeConfiguration.defaultHeapSize, pageSize: NodeConfiguration.pageSize)
+        logger.info("bootstrapping the cluster", metadata: ["heap_size": "\(settings.heapSize)"])
+        proposeUntracked(.bootstrap(settings))
     }
 
     /// The leader decides that leases ran out (by its wall clock) and logs it; applying the log
@@ -409,6 +416,8 @@ package final class RaftDriver: @unchecked Sendable {
             let rd = node.ready()
             if let soft = rd.softState {
                 if soft.role == .candidate { metrics.elections.increment() }
+                // Proposed after this Ready is acknowledged (below), not in the middle of it.
+                if soft.role == .leader { lastBootstrapProposal = nil }
                 logger.info(
                     "role changed",
                     metadata: ["role": "\(soft.role)", "leader": "\(soft.leader)", "term": "\(node.term)"])
@@ -457,6 +466,7 @@ package final class RaftDriver: @unchecked Sendable {
                 }
             }
             node.advance()
+            if node.role == .leader && machine.settings == nil { maybeProposeBootstrap(now: clock.now) }
         }
         answerReads()
         maybeSnapshot()
@@ -530,9 +540,12 @@ package final class RaftDriver: @unchecked Sendable {
         guard let client = applied.command?.client, client.session == session,
             var waiter = proposals[client.sequence]
         else { return }
-        if case .rejected(let rejection) = applied.result, rejection.code == .staleRequest {
+        if case .rejected(let rejection) = applied.result,
+            rejection.code == .staleRequest || rejection.code == .notBootstrapped
+        {
             // A newer request of this session applied first, so this one never did (we would
-            // have seen it): propose it again under a fresh sequence.
+            // have seen it), or it landed before the bootstrap: propose it again under a fresh
+            // sequence.
             proposals[client.sequence] = nil
             let sequence = nextSequence
             nextSequence += 1
