@@ -121,7 +121,10 @@ struct NodeFaultTests {
                 try await cluster.client(down).get(block, length: 8) == Self.pattern(0)
             }
             _ = cluster.kill(down)
-            for i in 1..<40 { _ = try await cluster.client(leader).put(block + UInt64(8 * i), Self.pattern(i)) }
+            // More appends than the leader keeps in flight (256) and the transport queues for a
+            // dead peer, one entry each, so that queued appends cannot bring the member back.
+            let client = cluster.client(leader)
+            for i in 1..<400 { _ = try await client.put(block + UInt64(8 * (i % 40)), Self.pattern(i % 40)) }
             let up = cluster.ids.filter { $0 != down }
             var snapshotIndex: UInt64 = 0
             for id in up { snapshotIndex = max(snapshotIndex, try await cluster.client(id).snapshot()) }

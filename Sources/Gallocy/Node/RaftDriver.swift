@@ -190,7 +190,8 @@ package final class RaftDriver: @unchecked Sendable {
             if closed || stopped { break }
             for event in events {
                 switch event {
-                case .message(let message): node.step(message)
+                case .message(let message):
+                    node.step(message)
                 case .task(let body): body(self)
                 }
                 if stopped { break }
@@ -427,6 +428,11 @@ package final class RaftDriver: @unchecked Sendable {
                 for m in rd.messages where m.type == .append && !m.entries.isEmpty {
                     metrics.entriesReplicated.increment(by: Int64(m.entries.count))
                     metrics.bytesReplicated.increment(by: Int64(m.entries.reduce(0) { $0 + $1.data.count }))
+                }
+                for m in rd.messages where m.type == .snapshot {
+                    logger.debug(
+                        "sending a snapshot chunk",
+                        metadata: ["to": "\(m.to)", "index": "\(m.index)", "offset": "\(m.snapshot?.offset ?? 0)"])
                 }
                 transport?.send(rd.messages)
             }
