@@ -79,11 +79,20 @@ extension Node: NodeService {
 
     package func write(address: UInt64, bytes: [UInt8]) async throws(APIError) -> UInt64 {
         guard !bytes.isEmpty else { throw .badRequest("the body is empty: nothing to write") }
-        // Checked here (byte ranges) before proposing; the apply checks pages again.
+        // Checked here (byte ranges) before proposing; the apply checks pages again. This member
+        // may not have applied an allocation another member already acknowledged: before it
+        // refuses, it checks again after a linearizable read barrier.
+        let deadline = self.deadline
         let pages: [PageWrite] = try await onDriver { driver, done in
-            done(Self.pageWrites(driver.machine, address: address, bytes: bytes))
+            let local = Self.pageWrites(driver.machine, address: address, bytes: bytes)
+            if case .success = local { return done(local) }
+            driver.linearizableRead(deadline: deadline) { driver, error in
+                if let error { return done(.failure(error)) }
+                done(Self.pageWrites(driver.machine, address: address, bytes: bytes))
+            }
         }
-        let applied = try await commit(.write(member: configuration.id, pages: pages, releaseLock: nil, releaseEpoch: 0))
+        let applied = try await commit(
+            .write(member: configuration.id, pages: pages, releaseLock: nil, releaseEpoch: 0), deadline: deadline)
         return applied.index
     }
 
@@ -174,20 +183,31 @@ extension Node: NodeService {
 
     package func pages(from: UInt64, count: Int) async throws(APIError) -> [[String: JSONValue]] {
         guard count >= 0 else { throw .badRequest("count must not be negative") }
+        let deadline = self.deadline
+        // After a read barrier, like memory reads: the rows reflect every acknowledged change.
         return try await onDriver { driver, done in
-            guard let settings = driver.machine.settings else {
-                return done(.failure(.unavailable("the cluster is not bootstrapped yet")))
+            driver.linearizableRead(deadline: deadline) { driver, error in
+                if let error { return done(.failure(error)) }
+                Self.pageRows(driver, from: from, count: count, done: done)
             }
-            guard from >= settings.heapBase, from < settings.heapBase + settings.heapSize else {
-                return done(.failure(.badRequest("from is outside the heap")))
-            }
-            let first = (from - settings.heapBase) / UInt64(settings.pageSize)
-            do {
-                let rows = try driver.machine.pageTable.pages(company: 0, from: first, count: UInt64(count))
-                done(.success(rows.map(Self.json)))
-            } catch {
-                done(.failure(.unavailable("reading the page table failed: \(error)")))
-            }
+        }
+    }
+
+    private static func pageRows(
+        _ driver: RaftDriver, from: UInt64, count: Int, done: @Sendable (Result<[[String: JSONValue]], APIError>) -> Void
+    ) {
+        guard let settings = driver.machine.settings else {
+            return done(.failure(.unavailable("the cluster is not bootstrapped yet")))
+        }
+        guard from >= settings.heapBase, from < settings.heapBase + settings.heapSize else {
+            return done(.failure(.badRequest("from is outside the heap")))
+        }
+        let first = (from - settings.heapBase) / UInt64(settings.pageSize)
+        do {
+            let rows = try driver.machine.pageTable.pages(company: 0, from: first, count: UInt64(count))
+            done(.success(rows.map(Self.json)))
+        } catch {
+            done(.failure(.unavailable("reading the page table failed: \(error)")))
         }
     }
 
