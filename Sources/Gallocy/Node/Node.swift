@@ -54,6 +54,7 @@ package final class Node: Sendable {
             }
             logger.info("bootstrapped a new data directory", metadata: ["members": "\(voters)"])
         }
+        try repairCompaction(storage)
         if let wanted = configuration.heapSize, let recorded = storage.settings, recorded.heapSize != wanted {
             throw NodeError(
                 .settingsConflict,
@@ -122,6 +123,19 @@ package final class Node: Sendable {
                 "applied": "\(driver.view.appliedIndex)",
             ])
         return node
+    }
+
+    /// A crash between writing a snapshot and compacting the log can leave membership changes
+    /// between the compaction point and the snapshot; the core would apply them twice on top of
+    /// the snapshot's membership. Compacting through the snapshot removes them.
+    static func repairCompaction(_ storage: RaftStorage) throws(NodeError) {
+        guard let snapshot = storage.snapshot?.metadata, storage.compactedIndex < snapshot.index else { return }
+        do {
+            let between = try storage.entries(from: storage.compactedIndex + 1, to: snapshot.index + 1)
+            if between.contains(where: { $0.kind == .confChange }) { try storage.compact(through: snapshot.index) }
+        } catch {
+            throw NodeError(.storage, "cannot read the log below the snapshot: \(error.message)")
+        }
     }
 
     /// Asks the member to stop: nil for a signal (exit 0), an error for a fatal condition.

@@ -24,6 +24,8 @@ package struct NodeConfiguration: Sendable {
     package var snapshotEveryEntries: UInt64 = 50_000
     /// ... or once this many entry bytes were applied since the last one.
     package var snapshotEveryBytes: UInt64 = 64 << 20
+    /// Entries kept in the log below a snapshot (see `RaftDriver.compactionPoint`).
+    package var snapshotTail: UInt64 = 64
     /// How long a request waits for its entry to apply (under the HTTP layer's 10 s).
     package var requestDeadline: Duration = .seconds(9)
     /// How often a proposal that has not applied yet is proposed again (same bytes).

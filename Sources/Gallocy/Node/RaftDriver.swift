@@ -96,6 +96,7 @@ package final class RaftDriver: @unchecked Sendable {
     private var snapshotIndex: UInt64
     private var appliedSinceSnapshot: (entries: UInt64, bytes: UInt64) = (0, 0)
     private var persistFailures = 0
+    private var persistedConf: ConfState
 
     init(
         configuration: NodeConfiguration, storage: RaftStorage, machine: StateMachine, logger: Logger,
@@ -112,6 +113,7 @@ package final class RaftDriver: @unchecked Sendable {
         while session == 0 { session = UInt64.random(in: .min ... .max) }
         self.session = session
         self.snapshotIndex = storage.snapshot?.metadata.index ?? 0
+        self.persistedConf = storage.confState
         self.reader = StorageLogReader(storage: storage, logger: logger) { [weak self] error in
             self?.fail(NodeError(.storage, "the data directory cannot be read: \(error.message)"))
         }
@@ -440,9 +442,14 @@ package final class RaftDriver: @unchecked Sendable {
                 if let snapshot = rd.snapshot, !snapshot.isEmpty {
                     try install(snapshot, hardState: rd.hardState)
                 }
+                // The latest membership in the log (the core activates changes on append), for
+                // `gallocy log info`; the core itself restarts from the snapshot's.
+                let conf = node.confState
+                let newConf = conf != persistedConf && !rd.entries.isEmpty ? conf : nil
                 if !rd.entries.isEmpty || rd.hardState != nil {
                     let started = clock.now
-                    try storage.persist(entries: rd.entries, hardState: rd.hardState)
+                    try storage.persist(entries: rd.entries, hardState: rd.hardState, confState: newConf)
+                    if let newConf { persistedConf = newConf }
                     metrics.syncLatency.record(started.duration(to: clock.now))
                     metrics.entriesPersisted.increment(by: Int64(rd.entries.count))
                 }
@@ -495,6 +502,7 @@ package final class RaftDriver: @unchecked Sendable {
             try storage.persist(hardState: HardState(term: hs.term, vote: hs.vote, commit: storage.hardState.commit))
         }
         try storage.saveSnapshot(snapshot.metadata, data: snapshot.data, replacingLog: true)
+        persistedConf = storage.confState
         try restoreMachine(from: snapshot.data)
         snapshotIndex = snapshot.metadata.index
         appliedSinceSnapshot = (0, 0)
@@ -647,9 +655,9 @@ package final class RaftDriver: @unchecked Sendable {
             let data = try machine.snapshot()
             let metadata = SnapshotMetadata(index: index, term: term, confState: node.confState(at: index))
             try storage.saveSnapshot(metadata, data: data)
-            // Compaction at exactly the snapshot's index keeps the log's start and the
-            // snapshot's membership in step (the core rebuilds membership from both).
-            try storage.compact(through: index)
+            try storage.compact(through: Self.compactionPoint(snapshotIndex: index, tail: configuration.snapshotTail) {
+                lo, hi in node.entries(from: lo, to: hi) ?? []
+            })
         } catch {
             throw .unavailable("taking a snapshot failed: \(error)")
         }
@@ -658,6 +666,18 @@ package final class RaftDriver: @unchecked Sendable {
         metrics.snapshotsTaken.increment()
         logger.info("snapshot taken", metadata: ["index": "\(index)"])
         return index
+    }
+
+    /// Where to compact after a snapshot at `snapshotIndex`: keep a short tail of entries (for
+    /// followers just behind, and for the log tool), unless a membership change is in it. The
+    /// core rebuilds the membership from the snapshot's plus the changes in the log after the
+    /// compaction point, so none may sit between the compaction point and the snapshot.
+    static func compactionPoint(snapshotIndex: UInt64, tail: UInt64, entries: (UInt64, UInt64) -> [Entry]) -> UInt64 {
+        guard snapshotIndex > tail else { return snapshotIndex }
+        let point = snapshotIndex - tail
+        let kept = entries(point + 1, snapshotIndex + 1)
+        if kept.count != Int(tail) || kept.contains(where: { $0.kind == .confChange }) { return snapshotIndex }
+        return point
     }
 
     // MARK: - Published view

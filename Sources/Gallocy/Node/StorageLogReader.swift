@@ -33,10 +33,11 @@ final class StorageLogReader: RaftLogReader {
     }
 
     func initialState() -> (hardState: HardState, confState: ConfState) {
-        // The membership as of the log's start: the snapshot's (compaction always happens at a
-        // snapshot's index, so the two agree), or the stored one for a store without snapshot.
-        let conf = storage.snapshot?.metadata.confState ?? storage.confState
-        return (storage.hardState, conf)
+        // The membership as of the log's start. The engine keeps the log between the compaction
+        // point and the snapshot free of membership changes (RaftDriver.takeSnapshot, and
+        // Node.start repairs a crash between the two writes), so the snapshot's membership is
+        // the one at the log's start. A store without snapshot (a --join member) has an empty log.
+        return (storage.hardState, storage.snapshot?.metadata.confState ?? ConfState())
     }
 
     func entries(from lo: UInt64, to hi: UInt64, maxBytes: Int) -> [Entry] {
