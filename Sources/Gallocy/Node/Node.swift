@@ -46,11 +46,18 @@ package final class Node: Sendable {
             // initial membership (docs/raft.md); the settings follow as the first command.
             let voters = ([configuration.id] + configuration.peers.keys).sorted()
             do {
+                // Its data is the snapshot of an empty state machine, so that every snapshot in
+                // a data directory restores (the log tool checks that).
+                let empty = try StateMachine(company: 0)
+                _ = try empty.apply(Entry(term: 1, index: 1))  // the snapshot's own index, as an empty entry
+                let bytes = try empty.snapshot()
                 try storage.saveSnapshot(
-                    SnapshotMetadata(index: 1, term: 1, confState: ConfState(voters: voters)), data: [],
+                    SnapshotMetadata(index: 1, term: 1, confState: ConfState(voters: voters)), data: bytes,
                     replacingLog: true)
-            } catch {
+            } catch let error as StorageError {
                 throw NodeError(.storage, "cannot bootstrap the data directory: \(error.message)")
+            } catch {
+                throw NodeError(.stateMachine, "cannot make the bootstrap snapshot: \(error)")
             }
             logger.info("bootstrapped a new data directory", metadata: ["members": "\(voters)"])
         }

@@ -655,9 +655,11 @@ package final class RaftDriver: @unchecked Sendable {
             let data = try machine.snapshot()
             let metadata = SnapshotMetadata(index: index, term: term, confState: node.confState(at: index))
             try storage.saveSnapshot(metadata, data: data)
-            try storage.compact(through: Self.compactionPoint(snapshotIndex: index, tail: configuration.snapshotTail) {
-                lo, hi in node.entries(from: lo, to: hi) ?? []
-            })
+            let point = Self.compactionPoint(
+                snapshotIndex: index, tail: configuration.snapshotTail, firstIndex: node.firstIndex
+            ) { lo, hi in node.entries(from: lo, to: hi) }
+            // Compacting at or below the compacted index does nothing.
+            try storage.compact(through: point)
         } catch {
             throw .unavailable("taking a snapshot failed: \(error)")
         }
@@ -672,11 +674,15 @@ package final class RaftDriver: @unchecked Sendable {
     /// followers just behind, and for the log tool), unless a membership change is in it. The
     /// core rebuilds the membership from the snapshot's plus the changes in the log after the
     /// compaction point, so none may sit between the compaction point and the snapshot.
-    static func compactionPoint(snapshotIndex: UInt64, tail: UInt64, entries: (UInt64, UInt64) -> [Entry]) -> UInt64 {
-        guard snapshotIndex > tail else { return snapshotIndex }
-        let point = snapshotIndex - tail
-        let kept = entries(point + 1, snapshotIndex + 1)
-        if kept.count != Int(tail) || kept.contains(where: { $0.kind == .confChange }) { return snapshotIndex }
+    static func compactionPoint(
+        snapshotIndex: UInt64, tail: UInt64, firstIndex: UInt64, entries: (UInt64, UInt64) -> [Entry]?
+    ) -> UInt64 {
+        let point = snapshotIndex > tail ? snapshotIndex - tail : 0
+        let lo = max(point + 1, firstIndex)
+        guard lo <= snapshotIndex else { return point }
+        guard let kept = entries(lo, snapshotIndex + 1), kept.count == Int(snapshotIndex + 1 - lo),
+            !kept.contains(where: { $0.kind == .confChange })
+        else { return snapshotIndex }
         return point
     }
 
