@@ -165,8 +165,12 @@ extension Node: NodeService {
                 return epoch
             case .lockBusy(let holder, let epoch, _):
                 let elapsed = start.duration(to: clock.now)
-                if elapsed >= .milliseconds(Int64(clamping: waitMillis)) || clock.now.advanced(by: .milliseconds(100)) >= deadline {
+                if elapsed >= .milliseconds(Int64(clamping: waitMillis)) {
                     throw .conflict("lock \(name) is held by member \(holder) at epoch \(epoch)")
+                }
+                // A wait_ms beyond the request deadline: no request waits longer than 10 s.
+                if clock.now.advanced(by: .milliseconds(100)) >= deadline {
+                    throw .timeout("lock \(name) is still held by member \(holder); wait_ms is longer than a request may wait")
                 }
                 try? await Task.sleep(for: .milliseconds(25))
             default:
