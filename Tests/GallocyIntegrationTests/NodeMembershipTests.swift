@@ -40,8 +40,8 @@ struct NodeMembershipTests {
 /// nemesis kills, pauses and partitions members, checked for linearizability (Wing–Gong).
 @Suite(.serialized, .enabled(if: Cluster.nodeCommandAvailable, "gallocy has no `node` subcommand yet"))
 struct NodeLinearizabilityTests {
-    @Test(.timeLimit(.minutes(4)))
-    func registerHistoryUnderFaultsIsLinearizable() async throws {
+    @Test(.timeLimit(.minutes(4)), arguments: [UInt64(7)])
+    func registerHistoryUnderFaultsIsLinearizable(seed: UInt64) async throws {
         try await Cluster.run { cluster in
             let leader = try await cluster.waitForLeader(timeout: .seconds(30))
             let block = try await cluster.client(leader).alloc(size: 64)
@@ -49,9 +49,9 @@ struct NodeLinearizabilityTests {
             workload.clients = 4
             workload.operationsPerClient = 60
             workload.duration = .seconds(25)
-            workload.seed = 7
+            workload.seed = seed
             var nemesis = Nemesis()
-            nemesis.seed = 7
+            nemesis.seed = seed
             nemesis.interval = .seconds(2)
             async let faults = nemesis.run(on: cluster, for: .seconds(20))
             let history = await workload.run(on: cluster)
