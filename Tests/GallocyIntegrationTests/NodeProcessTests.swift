@@ -59,3 +59,40 @@ struct NodeProcessTests {
         }
     }
 }
+
+/// `--secret-file`: members holding the same secret form a cluster; a member with another secret
+/// is refused by its peers and never hears from the leader.
+@Suite(.serialized, .enabled(if: Cluster.nodeCommandAvailable, "gallocy has no `node` subcommand yet"))
+struct NodeSecretTests {
+    @Test(.timeLimit(.minutes(2)))
+    func membersWithTheSecretWorkAndAMemberWithAnotherIsRefused() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("gallocy-secret-\(getpid())-\(UInt32.random(in: 0 ... .max))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let secret = directory.appendingPathComponent("secret").path
+        let other = directory.appendingPathComponent("other").path
+        try "the cluster secret\n".write(toFile: secret, atomically: true, encoding: .utf8)
+        try "another secret\n".write(toFile: other, atomically: true, encoding: .utf8)
+        var options = Cluster.Options()
+        options.extraArguments = ["--secret-file", secret]
+        try await Cluster.run(options) { cluster in
+            let leader = try await cluster.waitForLeader(timeout: .seconds(30))
+            let block = try await cluster.client(leader).alloc(size: 8)
+            _ = try await cluster.client(leader).put(block, Array("secret!!".utf8))
+            let outsider = cluster.ids.first { $0 != leader } ?? 1
+            _ = cluster.kill(outsider)
+            var arguments = cluster.member(outsider).arguments
+            if let k = arguments.lastIndex(of: "--secret-file") { arguments[k + 1] = other }
+            let child = try ChildProcess.spawn(
+                executable: cluster.executable, arguments: arguments,
+                standardOutput: cluster.directory + "/outsider.out", standardError: cluster.directory + "/outsider.err")
+            defer { _ = child.killAndReap() }
+            // The two members with the secret still commit; the outsider never learns a leader.
+            _ = try await cluster.client(leader).put(block, Array("majority".utf8))
+            try await Task.sleep(for: .seconds(3))
+            let status = try await cluster.client(outsider).status()
+            #expect(status.leader == nil, "\(status)")
+            #expect(status.appliedIndex < (try await cluster.client(leader).status().appliedIndex))
+        }
+    }
+}
