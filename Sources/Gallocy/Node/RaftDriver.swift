@@ -421,6 +421,12 @@ package final class RaftDriver: @unchecked Sendable {
                 if soft.role == .candidate { metrics.elections.increment() }
                 // Proposed after this Ready is acknowledged (below), not in the middle of it.
                 if soft.role == .leader { lastBootstrapProposal = nil }
+                if soft.leader != 0 {
+                    // A new leader: what was forwarded to the old one may be lost; the next tick
+                    // proposes it again (a duplicate applies once, by its session sequence).
+                    for sequence in proposals.keys { proposals[sequence]?.lastSent = nil }
+                    for context in reads.keys where reads[context]?.index == nil { reads[context]?.lastSent = nil }
+                }
                 logger.info(
                     "role changed",
                     metadata: ["role": "\(soft.role)", "leader": "\(soft.leader)", "term": "\(node.term)"])
