@@ -162,12 +162,7 @@ package final class RaftDriver: @unchecked Sendable {
 
     /// Stops the loop, fails every waiter with 503, and returns once the thread has finished.
     package func stop() {
-        let wasOpen = inbox.withLock { inbox -> Bool in
-            let open = !inbox.closed
-            inbox.closed = true
-            return open
-        }
-        _ = wasOpen
+        inbox.withLock { $0.closed = true }
         wake.signal()
         // Signalled again so that a second `stop()` (or one after a fatal stop) returns too.
         finished.wait()
@@ -189,14 +184,20 @@ package final class RaftDriver: @unchecked Sendable {
                 inbox.events.removeAll(keepingCapacity: true)
                 return (taken, inbox.closed)
             }
-            if closed || stopped { break }
-            for event in events {
+            if closed || stopped {
+                stopped = true
+                answerLeftover(events[...])
+                break
+            }
+            for (k, event) in events.enumerated() {
                 switch event {
-                case .message(let message):
-                    node.step(message)
+                case .message(let message): node.step(message)
                 case .task(let body): body(self)
                 }
-                if stopped { break }
+                if stopped {
+                    answerLeftover(events[(k + 1)...])
+                    break
+                }
             }
             let now = clock.now
             if now >= nextTick {
@@ -216,8 +217,14 @@ package final class RaftDriver: @unchecked Sendable {
             inbox.events = []
             return taken
         }
-        for case .task(let body) in leftover { body(self) }
+        answerLeftover(leftover[...])
         failAllWaiters(.unavailable("the member is shutting down"))
+    }
+
+    /// Runs the tasks among `events` once the driver has stopped: each sees `stopped` and
+    /// answers 503, so no caller waits forever.
+    private func answerLeftover(_ events: ArraySlice<Event>) {
+        for case .task(let body) in events { body(self) }
     }
 
     /// Stops the member for good: logs, tells the host, fails the waiters.
