@@ -60,6 +60,7 @@ package final class RaftDriver: @unchecked Sendable {
 
     struct ConfWaiter {
         var data: [UInt8]
+        var deadline: ContinuousClock.Instant
         var resume: (Result<Void, APIError>) -> Void
     }
 
@@ -321,7 +322,8 @@ package final class RaftDriver: @unchecked Sendable {
         guard !stopped else { return resume(.failure(.unavailable("the member is shutting down"))) }
         do {
             let index = try node.proposeConfChange(change)
-            confWaiters[index] = ConfWaiter(data: change.encoded(), resume: resume)
+            confWaiters[index] = ConfWaiter(
+                data: change.encoded(), deadline: clock.now.advanced(by: configuration.requestDeadline), resume: resume)
         } catch {
             resume(.failure(Self.apiError(error, leader: node.leader)))
         }
@@ -372,6 +374,10 @@ package final class RaftDriver: @unchecked Sendable {
                 sendRead(fresh, &waiter)
                 reads[fresh] = waiter
             }
+        }
+        for (index, waiter) in confWaiters where now >= waiter.deadline {
+            confWaiters[index] = nil
+            waiter.resume(.failure(.timeout("the membership change was not committed in time; it may or may not take effect")))
         }
         guard node.role == .leader else { return }
         maybeProposeBootstrap(now: now)
