@@ -332,16 +332,15 @@ package final class RaftDriver: @unchecked Sendable {
     static func apiError(_ error: RaftError, leader: NodeID) -> APIError {
         switch error {
         case .notLeader(let leader):
-            return .unavailable(
-                leader == 0
-                    ? "no leader is known; retry shortly"
-                    : "membership changes are served by the leader (member \(leader)); send the request there")
+            if leader == 0 { return .unavailable("no leader is known; retry shortly") }
+            return APIError(
+                status: 503, code: "not_leader",
+                message: "membership changes are served by the leader (member \(leader)); send the request there")
         case .noLeader: return .unavailable("no leader is known; retry shortly")
         case .transferInProgress: return .unavailable("a leadership transfer is in progress; retry shortly")
         case .confChangePending: return APIError(status: 503, code: "busy", message: "another membership change is in progress; retry shortly")
         case .learnerNotCaughtUp: return APIError(status: 503, code: "catching_up", message: "the new member has not caught up yet")
         case .invalidConfChange(let why): return .badRequest("invalid membership change: \(why)")
-        default: return .unavailable("\(error)")
         }
     }
 
