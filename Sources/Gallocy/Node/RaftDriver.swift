@@ -91,7 +91,8 @@ package final class RaftDriver: @unchecked Sendable {
     private var nextReadContext: UInt64 = 1
     private var reads: [UInt64: ReadWaiter] = [:]
     private var confWaiters: [UInt64: ConfWaiter] = [:]
-    private var lastBootstrapProposal: ContinuousClock.Instant?
+    /// Once per term at once, then every 2 s while the settings have not applied.
+    private var lastBootstrapProposal: (term: UInt64, at: ContinuousClock.Instant)?
     private var lastLockCheck: ContinuousClock.Instant?
     private var expiriesProposed: [String: (epoch: UInt64, at: ContinuousClock.Instant)] = [:]
     private var snapshotIndex: UInt64
@@ -389,10 +390,9 @@ package final class RaftDriver: @unchecked Sendable {
     /// The first leader of a new cluster records its settings (again every 2 s until they
     /// applied: a proposal may be lost in a leader change; a duplicate applies as a rejection).
     private func maybeProposeBootstrap(now: ContinuousClock.Instant) {
-        guard node.role == .leader, machine.settings == nil,
-            lastBootstrapProposal.map({ $0.duration(to: now) >= .seconds(2) }) ?? true
-        else { return }
-        lastBootstrapProposal = now
+        guard node.role == .leader, machine.settings == nil else { return }
+        if let last = lastBootstrapProposal, last.term == node.term, last.at.duration(to: now) < .seconds(2) { return }
+        lastBootstrapProposal = (node.term, now)
         let settings = ClusterSettings(
             clusterID: UInt64.random(in: 1 ... .max), heapBase: NodeConfiguration.heapBase,
             heapSize: configuration.heapSize ?? NodeConfiguration.defaultHeapSize, pageSize: NodeConfiguration.pageSize)
@@ -431,8 +431,6 @@ package final class RaftDriver: @unchecked Sendable {
             let rd = node.ready()
             if let soft = rd.softState {
                 if soft.role == .candidate { metrics.elections.increment() }
-                // Proposed after this Ready is acknowledged (below), not in the middle of it.
-                if soft.role == .leader { lastBootstrapProposal = nil }
                 if soft.leader != 0 {
                     // A new leader: what was forwarded to the old one may be lost; the next tick
                     // proposes it again (a duplicate applies once, by its session sequence).
@@ -497,6 +495,7 @@ package final class RaftDriver: @unchecked Sendable {
                 }
             }
             node.advance()
+            // Proposed after the Ready is acknowledged, not in the middle of it.
             if node.role == .leader && machine.settings == nil { maybeProposeBootstrap(now: clock.now) }
         }
         answerReads()
