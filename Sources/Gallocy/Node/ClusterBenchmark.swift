@@ -140,18 +140,23 @@ final class LocalCluster: @unchecked Sendable {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw NodeError(.network, "socket failed") }
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
-            }
+        var address = loopbackAddress(port: 0)
+        var length = socklen_t(address.count)
+        let bound = address.withUnsafeMutableBytes { raw -> Bool in
+            let pointer = raw.baseAddress!.assumingMemoryBound(to: sockaddr.self)
+            return bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
         }
         guard bound else { throw NodeError(.network, "cannot find a free port") }
-        return UInt16(bigEndian: address.sin_port)
+        return UInt16(address[2]) << 8 | UInt16(address[3])
+    }
+
+    /// A `sockaddr_in` for 127.0.0.1:`port` as bytes (family in host order, port and address in
+    /// network order). Built by hand: the struct's members resolve to NIO's C module in some
+    /// builds, which member import visibility then refuses.
+    static func loopbackAddress(port: UInt16) -> [UInt8] {
+        let family = UInt16(AF_INET)
+        return [UInt8(family & 0xFF), UInt8(family >> 8), UInt8(port >> 8), UInt8(port & 0xFF), 127, 0, 0, 1]
+            + [UInt8](repeating: 0, count: 8)
     }
 
     func waitForLeader(timeout: Double) throws -> Int {
@@ -210,14 +215,9 @@ final class BenchConnection {
     init(port: UInt16) {
         self.port = port
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = port.bigEndian
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
+        let address = LocalCluster.loopbackAddress(port: port)
+        let connected = address.withUnsafeBytes { raw in
+            connect(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count)) == 0
         }
         if !connected {
             close(fd)
