@@ -13,7 +13,9 @@ struct NodeMembershipTests {
 
             let newID = try cluster.addJoiningMember()
             try cluster.start(newID)
-            try await cluster.client(leader).addMember(id: newID, peer: cluster.peerAddressForMembership(newID))
+            // Through a follower: it forwards the change to the leader.
+            let follower = cluster.ids.first { $0 != leader && $0 != newID } ?? leader
+            try await cluster.client(follower).addMember(id: newID, peer: cluster.peerAddressForMembership(newID))
             try await eventually("member \(newID) is a voter everywhere", timeout: .seconds(30)) {
                 for id in cluster.ids {
                     guard try await cluster.client(id).status().memberIDs == [1, 2, 3, 4] else { return false }

@@ -274,17 +274,25 @@ extension Node: NodeService {
     private func changeMembership(_ change: ConfChange, tolerateNoEffect: Bool) async throws(APIError) {
         let clock = ContinuousClock()
         let deadline = self.deadline
+        var lastForward: ContinuousClock.Instant?
         while true {
+            let forward = lastForward.map { $0.duration(to: clock.now) >= .seconds(1) } ?? true
             do {
                 let _: Void = try await onDriver { driver, done in
-                    if tolerateNoEffect, driver.node.role == .leader, driver.node.confState.applying(change) == nil {
+                    guard driver.node.role == .leader else {
+                        // A follower forwards the change to the leader and answers once the
+                        // change has applied here.
+                        return done(driver.forwardConfChange(change, send: forward))
+                    }
+                    if tolerateNoEffect, driver.node.confState.applying(change) == nil {
                         return done(.success(()))
                     }
                     driver.proposeConfChange(change) { done($0) }
                 }
                 return
             } catch {
-                guard error.code == "busy" || error.code == "catching_up" || error.code == "unavailable" else { throw error }
+                if error.code == "forwarded", forward { lastForward = clock.now }
+                guard ["busy", "catching_up", "unavailable", "forwarded"].contains(error.code) else { throw error }
                 guard clock.now.advanced(by: .milliseconds(100)) < deadline else {
                     throw error.status == 503 && error.code != "unavailable" ? .timeout(error.message) : error
                 }

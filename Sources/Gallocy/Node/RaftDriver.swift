@@ -193,7 +193,9 @@ package final class RaftDriver: @unchecked Sendable {
             }
             for (k, event) in events.enumerated() {
                 switch event {
-                case .message(let message): node.step(message)
+                case .message(let message):
+                    if message.type == .propose { proposeForwardedConfChanges(message) }
+                    node.step(message)
                 case .task(let body): body(self)
                 }
                 if stopped {
@@ -327,6 +329,40 @@ package final class RaftDriver: @unchecked Sendable {
                 data: change.encoded(), deadline: clock.now.advanced(by: configuration.requestDeadline), resume: resume)
         } catch {
             resume(.failure(Self.apiError(error, leader: node.leader)))
+        }
+    }
+
+    /// On a follower: success once `change` is in effect in the membership as of the applied
+    /// index; otherwise (with `send`) forwards it to the leader as a `propose` message carrying a
+    /// `confChange` entry, and answers 503 `forwarded` so the caller checks again shortly. The
+    /// core drops such entries from forwarded proposals; the leader's driver picks them out and
+    /// proposes them through `proposeConfChange`, with all its checks. A refused or lost
+    /// forward is simply sent again.
+    func forwardConfChange(_ change: ConfChange, send: Bool) -> Result<Void, APIError> {
+        if node.confState(at: node.applied).applying(change) == nil && node.confState.applying(change) == nil {
+            return .success(())
+        }
+        guard node.leader != 0 else { return .failure(.unavailable("no leader is known; retry shortly")) }
+        if send {
+            transport?.send(
+                Message(type: .propose, from: id, to: node.leader, entries: [
+                    Entry(term: 0, index: 0, kind: .confChange, data: change.encoded())
+                ]))
+        }
+        return .failure(APIError(status: 503, code: "forwarded", message: "forwarded to the leader (member \(node.leader))"))
+    }
+
+    /// On the leader: membership changes that followers forwarded (see `forwardConfChange`).
+    private func proposeForwardedConfChanges(_ message: Message) {
+        guard message.type == .propose, node.role == .leader else { return }
+        for entry in message.entries where entry.kind == .confChange {
+            guard let change = ConfChange(encoded: entry.data), node.confState.applying(change) != nil else { continue }
+            do {
+                _ = try node.proposeConfChange(change)
+                logger.info("membership change forwarded by a follower", metadata: ["from": "\(message.from)", "change": "\(change.kind) \(change.node)"])
+            } catch {
+                logger.debug("forwarded membership change refused", metadata: ["from": "\(message.from)", "reason": "\(error)"])
+            }
         }
     }
 
