@@ -96,3 +96,29 @@ struct NodeSecretTests {
         }
     }
 }
+
+/// A member whose explicit `--heap-size` differs from the cluster's settings stops (exit 1) when
+/// it learns them from the leader.
+@Suite(.serialized, .enabled(if: Cluster.nodeCommandAvailable, "gallocy has no `node` subcommand yet"))
+struct NodeSettingsConflictTests {
+    @Test(.timeLimit(.minutes(2)))
+    func joiningMemberWithAnotherHeapSizeStops() async throws {
+        try await Cluster.run { cluster in
+            let leader = try await cluster.waitForLeader(timeout: .seconds(30))
+            _ = try await cluster.client(leader).alloc(size: 8)  // the settings are applied
+            let newID = try cluster.addJoiningMember()
+            let arguments = cluster.member(newID).arguments + ["--heap-size", "128M"]
+            let errPath = cluster.directory + "/conflict.err"
+            let child = try ChildProcess.spawn(
+                executable: cluster.executable, arguments: arguments, standardOutput: cluster.directory + "/conflict.out",
+                standardError: errPath)
+            defer { _ = child.killAndReap() }
+            let adding = Task { try? await cluster.client(leader).addMember(id: newID, peer: cluster.peerAddressForMembership(newID)) }
+            let status = child.wait(timeout: .seconds(30))
+            adding.cancel()
+            #expect(status == .exited(1), "\(String(describing: status))")
+            let stderr = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+            #expect(stderr.contains("heap size"), "\(stderr.suffix(500))")
+        }
+    }
+}
