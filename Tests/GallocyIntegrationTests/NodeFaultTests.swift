@@ -81,6 +81,15 @@ struct NodeFaultTests {
             for id in cluster.ids { try cluster.start(id) }
             _ = try await cluster.waitForLeader(timeout: .seconds(30))
             try await Self.expectAcknowledged(cluster, block: block, acknowledged: acked.all, ids: cluster.ids)
+            // Every member holds the same bytes and the same page table rows for the block.
+            var images: [[UInt8]] = []
+            var rows: [[JSONValue]] = []
+            for id in cluster.ids {
+                images.append(try await cluster.client(id).get(block, length: 8 * 200))
+                rows.append(try await cluster.client(id).pages(from: block, count: 2))
+            }
+            #expect(Set(images).count == 1, "heap bytes differ between members")
+            #expect(Set(rows).count == 1, "page table rows differ between members: \(rows)")
         }
     }
 
