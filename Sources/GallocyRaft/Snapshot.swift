@@ -23,27 +23,34 @@ public struct ConfChange: Sendable, Hashable {
 
     public var kind: Kind
     public var node: NodeID
+    /// Opaque bytes for the host, carried in the same entry (the engine puts the new member's
+    /// peer address here, so every member learns it from the log). The core never reads it.
+    public var context: [UInt8]
 
-    public init(_ kind: Kind, node: NodeID) {
+    public init(_ kind: Kind, node: NodeID, context: [UInt8] = []) {
         self.kind = kind
         self.node = node
+        self.context = context
     }
 
-    /// Nine bytes: the kind, then the node id in little-endian order.
+    /// Nine bytes: the kind, then the node id in little-endian order; then the context, if any
+    /// (so a change without context encodes exactly as before the context existed).
     public func encoded() -> [UInt8] {
         var out: [UInt8] = [kind.rawValue]
         for shift in stride(from: 0, to: 64, by: 8) { out.append(UInt8(truncatingIfNeeded: node >> UInt64(shift))) }
+        out.append(contentsOf: context)
         return out
     }
 
-    /// Nil for anything that is not exactly what `encoded()` produces.
+    /// Nil for anything that is not what `encoded()` produces (bytes after the ninth are the context).
     public init?(encoded bytes: [UInt8]) {
-        guard bytes.count == 9, let kind = Kind(rawValue: bytes[0]) else { return nil }
+        guard bytes.count >= 9, let kind = Kind(rawValue: bytes[0]) else { return nil }
         var node: UInt64 = 0
         for i in 0..<8 { node |= UInt64(bytes[1 + i]) << UInt64(8 * i) }
         guard node != 0 else { return nil }
         self.kind = kind
         self.node = node
+        self.context = Array(bytes[9...])
     }
 }
 

@@ -1,0 +1,289 @@
+import Dispatch
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `gallocy bench cluster`: starts a local three-member cluster of `gallocy node` processes
+/// (this executable) on loopback in a temporary directory, and measures committed writes and
+/// linearizable reads through the HTTP API with 1, 16 and 256 concurrent clients. Each client
+/// is a thread with one keep-alive connection to the leader (writes) or to a member in turn
+/// (reads). Prints figures; never fails on them.
+package struct ClusterBenchmark {
+    package var seconds: Double = 3
+    package var clientCounts = [1, 16, 256]
+    package var sizes = [8, 4096]
+    package var executable: String = "/proc/self/exe"
+
+    package init() {}
+
+    package struct Row: Sendable {
+        package var name: String
+        package var operations: Int
+        package var failures: Int
+        package var perSecond: Double
+        package var p50: Double
+        package var p99: Double
+        package var max: Double
+    }
+
+    /// Runs everything and calls `report` with each row as it is measured.
+    package func run(report: (Row) -> Void) throws {
+        let cluster = try LocalCluster(executable: executable)
+        defer { cluster.stop() }
+        let leader = try cluster.waitForLeader(timeout: 30)
+        let block = try cluster.alloc(member: leader, size: 64 << 20)
+        for size in sizes {
+            for clients in clientCounts {
+                let body = [UInt8](repeating: 0x5A, count: size)
+                let slots = UInt64((64 << 20) / max(size, 8))
+                let row = measure(name: "write \(size) B, \(clients) clients", clients: clients) { client, k in
+                    let slot = (UInt64(client) &* 1_000_003 &+ UInt64(k)) % slots
+                    let address = block + slot * UInt64(max(size, 8))
+                    return ("PUT", "/v1/memory/0x" + String(address, radix: 16), body, cluster.httpPorts[leader - 1])
+                }
+                report(row)
+            }
+        }
+        for clients in clientCounts {
+            let row = measure(name: "read 8 B, \(clients) clients", clients: clients) { client, _ in
+                ("GET", "/v1/memory/0x" + String(block, radix: 16) + "?len=8", [], cluster.httpPorts[client % 3])
+            }
+            report(row)
+        }
+    }
+
+    private func measure(
+        name: String, clients: Int, request: @escaping @Sendable (Int, Int) -> (String, String, [UInt8], UInt16)
+    ) -> Row {
+        let latencies = Mutex<[Double]>([])
+        let failures = Atomic<Int>(0)
+        let group = DispatchGroup()
+        let start = DispatchTime.now()
+        let end = start.uptimeNanoseconds + UInt64(seconds * 1e9)
+        for client in 0..<clients {
+            group.enter()
+            let thread = Thread {
+                defer { group.leave() }
+                var mine: [Double] = []
+                var connection: BenchConnection?
+                var k = 0
+                while DispatchTime.now().uptimeNanoseconds < end {
+                    let (method, path, body, port) = request(client, k)
+                    k += 1
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    if connection == nil || connection?.port != port { connection = BenchConnection(port: port) }
+                    guard let status = connection?.send(method, path, body: body), status == 200 else {
+                        failures.add(1, ordering: .relaxed)
+                        connection = nil
+                        continue
+                    }
+                    mine.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+                }
+                latencies.withLock { $0 += mine }
+            }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+        group.wait()
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+        let sorted = latencies.withLock { $0 }.sorted()
+        func percentile(_ q: Double) -> Double { sorted.isEmpty ? 0 : sorted[Int(q * Double(sorted.count - 1))] }
+        return Row(
+            name: name, operations: sorted.count, failures: failures.load(ordering: .relaxed),
+            perSecond: Double(sorted.count) / elapsed, p50: percentile(0.5), p99: percentile(0.99),
+            max: sorted.last ?? 0)
+    }
+}
+
+/// Three `gallocy node` processes on loopback, in a temporary directory removed at `stop()`.
+/// `@unchecked Sendable`: immutable after init except the pids, which only `stop()` reads.
+final class LocalCluster: @unchecked Sendable {
+    let directory: String
+    let httpPorts: [UInt16]
+    private var pids: [pid_t] = []
+
+    init(executable: String) throws {
+        var template = Array("/tmp/gallocy-bench-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw NodeError(.storage, "cannot create a temporary directory") }
+        directory = String(cString: made)
+        let ports = try (0..<6).map { _ in try Self.freePort() }
+        httpPorts = [ports[1], ports[3], ports[5]]
+        for id in 1...3 {
+            var arguments = [
+                "node", "--id", "\(id)", "--data", "\(directory)/n\(id)", "--listen", "127.0.0.1:\(ports[2 * (id - 1)])",
+                "--http", "127.0.0.1:\(ports[2 * (id - 1) + 1])", "--log-level", "warning",
+            ]
+            for peer in 1...3 where peer != id { arguments += ["--peer", "\(peer)=127.0.0.1:\(ports[2 * (peer - 1)])"] }
+            pids.append(try Self.spawn(executable, arguments, log: "\(directory)/n\(id).log"))
+        }
+    }
+
+    static func spawn(_ executable: String, _ arguments: [String], log: String) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, executable, &actions, nil, argv, environ)
+        guard rc == 0 else { throw NodeError(.network, "cannot start \(executable): errno \(rc)") }
+        return pid
+    }
+
+    static func freePort() throws -> UInt16 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw NodeError(.network, "socket failed") }
+        defer { close(fd) }
+        var address = loopbackAddress(port: 0)
+        var length = socklen_t(address.count)
+        let bound = address.withUnsafeMutableBytes { raw -> Bool in
+            let pointer = raw.baseAddress!.assumingMemoryBound(to: sockaddr.self)
+            return bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+        }
+        guard bound else { throw NodeError(.network, "cannot find a free port") }
+        return UInt16(address[2]) << 8 | UInt16(address[3])
+    }
+
+    /// A `sockaddr_in` for 127.0.0.1:`port` as bytes (family in host order, port and address in
+    /// network order). Built by hand: the struct's members resolve to NIO's C module in some
+    /// builds, which member import visibility then refuses.
+    static func loopbackAddress(port: UInt16) -> [UInt8] {
+        let family = UInt16(AF_INET)
+        return [UInt8(family & 0xFF), UInt8(family >> 8), UInt8(port >> 8), UInt8(port & 0xFF), 127, 0, 0, 1]
+            + [UInt8](repeating: 0, count: 8)
+    }
+
+    func waitForLeader(timeout: Double) throws -> Int {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            for (k, port) in httpPorts.enumerated() {
+                let connection = BenchConnection(port: port)
+                if connection.send("GET", "/v1/status") == 200, let body = connection.lastBody,
+                    let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
+                    object["role"] as? String == "leader"
+                {
+                    // Wait until the bootstrap entry is applied (an alloc works).
+                    _ = k
+                    return (object["id"] as? Int) ?? (k + 1)
+                }
+            }
+            usleep(100_000)
+        }
+        throw NodeError(.network, "no leader within \(Int(timeout)) s; logs in \(directory)")
+    }
+
+    func alloc(member: Int, size: Int) throws -> UInt64 {
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            let connection = BenchConnection(port: httpPorts[member - 1])
+            if connection.send("POST", "/v1/alloc", body: Array("{\"size\": \(size)}".utf8)) == 200,
+                let body = connection.lastBody,
+                let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
+                let text = object["addr"] as? String, let address = UInt64(text.dropFirst(2), radix: 16)
+            {
+                return address
+            }
+            usleep(100_000)
+        }
+        throw NodeError(.network, "allocation failed; logs in \(directory)")
+    }
+
+    func stop() {
+        for pid in pids { kill(pid, SIGTERM) }
+        for pid in pids {
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, 0)
+        }
+        pids = []
+        _ = try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+/// A minimal blocking HTTP/1.1 keep-alive connection to 127.0.0.1, for the benchmark only.
+final class BenchConnection {
+    let port: UInt16
+    private var fd: Int32 = -1
+    private var buffer: [UInt8] = []
+    private(set) var lastBody: [UInt8]?
+
+    init(port: UInt16) {
+        self.port = port
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let address = LocalCluster.loopbackAddress(port: port)
+        let connected = address.withUnsafeBytes { raw in
+            connect(fd, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count)) == 0
+        }
+        if !connected {
+            close(fd)
+            fd = -1
+        } else {
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            var timeout = timeval(tv_sec: 15, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        }
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    /// Sends one request and reads the answer; nil on any failure (the connection is then dead).
+    func send(_ method: String, _ path: String, body: [UInt8] = []) -> Int? {
+        guard fd >= 0 else { return nil }
+        var request = Array("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
+        request += body
+        var sent = 0
+        while sent < request.count {
+            let n = request[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { return fail() }
+            sent += n
+        }
+        // Headers.
+        var headerEnd: Int?
+        while headerEnd == nil {
+            if let k = find([13, 10, 13, 10]) { headerEnd = k } else if !fill() { return fail() }
+        }
+        guard let end = headerEnd else { return fail() }
+        let head = String(decoding: buffer[..<end], as: UTF8.self)
+        buffer.removeFirst(end + 4)
+        let lines = head.split(separator: "\r\n")
+        guard let statusLine = lines.first, statusLine.count >= 12,
+            let status = Int(statusLine.dropFirst(9).prefix(3))
+        else { return fail() }
+        var length = 0
+        for line in lines.dropFirst() where line.lowercased().hasPrefix("content-length:") {
+            length = Int(line.dropFirst(15).trimmingCharacters(in: .whitespaces)) ?? 0
+        }
+        while buffer.count < length { if !fill() { return fail() } }
+        lastBody = Array(buffer[..<length])
+        buffer.removeFirst(length)
+        return status
+    }
+
+    private func find(_ pattern: [UInt8]) -> Int? {
+        guard buffer.count >= pattern.count else { return nil }
+        for k in 0...(buffer.count - pattern.count) where buffer[k] == pattern[0] {
+            if Array(buffer[k..<(k + pattern.count)]) == pattern { return k }
+        }
+        return nil
+    }
+
+    private func fill() -> Bool {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { return false }
+        buffer += chunk[..<n]
+        return true
+    }
+
+    private func fail() -> Int? {
+        if fd >= 0 { close(fd) }
+        fd = -1
+        return nil
+    }
+}

@@ -1,0 +1,30 @@
+import ArgumentParser
+import Gallocy
+
+/// `gallocy bench cluster`: a local three-member cluster, committed writes and linearizable reads
+/// per second with latency percentiles (docs/engine.md, "Performance").
+struct BenchClusterCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cluster", abstract: "Start a local 3-member cluster and measure writes and reads through the HTTP API.")
+
+    @Option(help: "Seconds per case.") var seconds: Double = 3
+    @Option(help: "Concurrent client counts, comma-separated.") var clients: String = "1,16,256"
+
+    func run() throws {
+        var bench = ClusterBenchmark()
+        bench.seconds = seconds
+        bench.clientCounts = clients.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
+        guard !bench.clientCounts.isEmpty else { throw ValidationError("--clients: expected numbers like 1,16,256") }
+        print("case                              ops/s      p50 ms    p99 ms    max ms   (ops, failures)")
+        try bench.run { row in
+            let name = row.name + String(repeating: " ", count: max(0, 30 - row.name.count))
+            print(
+                "\(name) \(fixed(row.perSecond, 9)) \(fixed(row.p50, 9)) \(fixed(row.p99, 9)) \(fixed(row.max, 9))   (\(row.operations), \(row.failures))")
+        }
+    }
+
+    private func fixed(_ value: Double, _ width: Int) -> String {
+        let text = String(Int((value * 10).rounded()) / 10) + "." + String(Int((value * 10).rounded()) % 10)
+        return String(repeating: " ", count: max(0, width - text.count)) + text
+    }
+}
