@@ -29,6 +29,24 @@ public enum CommandCodec {
         case lockExpire = 9
         case barrierArrive = 10
         case setRoot = 11
+
+        /// How decoding errors name the command. A literal per case: interpolating the enum
+        /// (`"\(tag)"`) goes through reflection, and decoding is on the replay hot path.
+        var label: String {
+            switch self {
+            case .bootstrap: "bootstrap command"
+            case .noop: "noop command"
+            case .alloc: "alloc command"
+            case .free: "free command"
+            case .write: "write command"
+            case .atomic: "atomic command"
+            case .lockAcquire: "lockAcquire command"
+            case .lockRelease: "lockRelease command"
+            case .lockExpire: "lockExpire command"
+            case .barrierArrive: "barrierArrive command"
+            case .setRoot: "setRoot command"
+            }
+        }
     }
 
     /// The tag of each `AtomicOp` case.
@@ -169,7 +187,7 @@ public enum CommandCodec {
         }
         let session = try reader.readVarint("command session")
         let sequence = try reader.readVarint("command sequence")
-        let what = "\(tag) command"
+        let what = tag.label
         let commandBody: CommandBody
         switch tag {
         case .bootstrap:
