@@ -649,21 +649,20 @@ package final class RaftDriver: @unchecked Sendable {
 
     private func applyConfChange(_ entry: Entry) {
         guard let change = ConfChange(encoded: entry.data), machine.settings != nil else { return }
-        var members = (try? machine.pageTable.members(company: 0)) ?? []
-        members.removeAll { $0.id == change.node }
         switch change.kind {
         case .addLearner, .addVoter:
             let address = String(decoding: change.context, as: UTF8.self)
-            members.append(Member(id: change.node, role: change.kind == .addVoter ? "voter" : "learner",
-                address: address.isEmpty ? nil : address))
             if !address.isEmpty { setPeerAddress(change.node, address) }
         case .remove:
             if change.node != id, configuration.peers[change.node] == nil { transport?.removePeer(id: change.node) }
         }
-        members.sort { $0.id < $1.id }
         // The addresses live in the page table so that snapshots carry them to members that
         // never see the entry; every member applies the same change, so they stay identical.
-        try? machine.pageTable.setMembers(company: 0, members)
+        do {
+            try MembershipRecord.apply(entry, to: machine)
+        } catch {
+            logger.error("could not record a membership change in the page table", metadata: ["error": "\(error)"])
+        }
     }
 
     private func setPeerAddress(_ member: NodeID, _ address: String) {

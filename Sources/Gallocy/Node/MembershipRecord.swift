@@ -7,9 +7,9 @@ import GallocyStateMachine
 /// address the change carries, so that snapshots carry the addresses (docs/engine.md,
 /// "Membership"). Replay must do the same, or its page table digest would differ from the members'.
 ///
-/// Mirrors `RaftDriver.applyConfChange` of the engine: once bootstrapped, the member is removed
-/// from the table, and an added one appended with role `voter` or `learner` and its address; the
-/// rows are sorted by id. Keep the two in step (or make the engine call this).
+/// The one rule for both: once bootstrapped, the member is removed from the table, and an added
+/// one appended with role `voter` or `learner` and its address; the rows are sorted by id. Members
+/// (`RaftDriver.applyConfChange`) and the log tool's replay both call this.
 package enum MembershipRecord {
     /// A membership change decoded from an entry's data: the nine bytes of `ConfChange`, then
     /// the context (the new member's `host:port`), read the same whether or not this build's
