@@ -125,6 +125,14 @@ import Testing
         }
         let status = try JSONParser.parse(try Self.curl(["\(http[0])/v1/status"]))
         #expect(status["role"]?.stringValue != nil)
+        // What the running members report for the written page, to compare with the replays.
+        let reported = try (0..<3).map { k -> [String: JSONValue] in
+            let answer = try JSONParser.parse(try Self.curl(["\(http[k])/v1/pages?from=\(address)&count=1"]))
+            guard case .array(let rows) = answer, let row = rows.first?.objectValue else {
+                throw LiveClusterError("member \(k + 1) answered /v1/pages with \(answer)")
+            }
+            return row
+        }
         for member in members {
             _ = Glibc.kill(member.processIdentifier, SIGTERM)
             member.waitUntilExit()
@@ -136,6 +144,20 @@ import Testing
             digests.append(digest.stdout)
         }
         #expect(Set(digests).count == 1, "\(digests)")
+        // Each member's replayed page table holds the row its running member reported.
+        let columns = ["page", "state", "blocks", "last_writer", "last_write_index", "write_count"]
+        for id in 1...3 {
+            let row = reported[id - 1]
+            let page = try #require(row["page"]?.uint64Value)
+            let sql = "SELECT \(columns.joined(separator: ", ")) FROM pages WHERE page = \(page)"
+            let replay = try S.run(["log", "replay", "--data", "\(base)/d\(id)", "--sql", sql, "--json"])
+            #expect(replay.status == 0, "\(replay.stderr)")
+            let replayed = try #require(try replay.jsonLines().first?.objectValue, "no row for page \(page)")
+            for column in columns {
+                #expect(replayed[column] == row[column], "member \(id), \(column): replayed \(String(describing: replayed[column])), reported \(String(describing: row[column]))")
+            }
+            #expect(row["write_count"]?.uint64Value == 60)
+        }
         let diff = try S.run(["log", "diff", "--data", "\(base)/d1", "--data", "\(base)/d3"])
         #expect(diff.status == 0, "\(diff.stdout)\(diff.stderr)")
         // The exported heap holds what the members served.
@@ -148,4 +170,9 @@ import Testing
         #expect(heap.count == Int(info["heap_size"]?.uint64Value ?? 0))
         #expect(Array(heap[offset..<offset + 8]) == Array("value 59".utf8))
     }
+}
+
+private struct LiveClusterError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
 }
