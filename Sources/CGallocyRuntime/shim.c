@@ -453,7 +453,15 @@ static void exit_42(int signo, siginfo_t *info, void *context) {
 pid_t CGallocyRuntime_fault_check_fork(int routine) {
     pid_t pid = fork();
     if (pid != 0) return pid;
-    // The child: async-signal-safe calls only.
+    // The child: async-signal-safe calls only. It starts from the default disposition, as a
+    // program without a crash reporter: the Swift runtime's backtracer, inherited from the parent,
+    // spawns a helper and waits on it, which a forked child of a threaded process cannot support.
+    struct sigaction default_action;
+    memset(&default_action, 0, sizeof default_action);
+    default_action.sa_handler = SIG_DFL;
+    sigemptyset(&default_action.sa_mask);
+    sigaction(SIGSEGV, &default_action, NULL);
+    sigaction(SIGBUS, &default_action, NULL);
     if (routine == 2) {
         struct sigaction action;
         memset(&action, 0, sizeof action);

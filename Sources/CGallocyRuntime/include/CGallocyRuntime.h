@@ -138,8 +138,9 @@ CGallocyRuntime_Counters CGallocyRuntime_counters(void);
 /// Forks a child that runs a crash routine and returns its pid (or -1): 0 writes to address 0
 /// without the handler; 1 installs the handler, then writes to address 0; 2 installs a SA_SIGINFO
 /// handler that exits with status 42, then ours, then writes to address 0; 3 sets SIGSEGV to
-/// SIG_IGN, installs ours, then writes to address 0. The child calls only async-signal-safe
-/// functions, so forking a multi-threaded process is safe.
+/// SIG_IGN, installs ours, then writes to address 0. The child first resets SIGSEGV and SIGBUS to
+/// SIG_DFL (the parent's crash reporter cannot run in a forked child) and calls only
+/// async-signal-safe functions, so forking a multi-threaded process is safe.
 pid_t CGallocyRuntime_fault_check_fork(int routine);
 
 /// The median cost in nanoseconds of a raw write fault whose handler only mprotects the page
