@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <linux/futex.h>
@@ -222,6 +223,20 @@ int CGallocyRuntime_install(void) {
     return 0;
 }
 
+// The alternate stack of each prepared thread, unmapped by the key's destructor at thread exit.
+static pthread_key_t alt_stack_key;
+static pthread_once_t alt_stack_once = PTHREAD_ONCE_INIT;
+
+static void release_alt_stack(void *memory) {
+    stack_t disable = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+    sigaltstack(&disable, NULL);
+    stack_t *stack = memory;
+    munmap((char *)stack->ss_sp - CGallocyRuntime_page_size(),
+           stack->ss_size + CGallocyRuntime_page_size());
+}
+
+static void make_alt_stack_key(void) { pthread_key_create(&alt_stack_key, release_alt_stack); }
+
 int CGallocyRuntime_thread_prepare(void) {
     stack_t current;
     if (sigaltstack(NULL, &current) != 0) return errno;
@@ -234,12 +249,18 @@ int CGallocyRuntime_thread_prepare(void) {
                         -1, 0);
     if (memory == MAP_FAILED) return errno;
     mprotect(memory, page, PROT_NONE); // guard page below the stack
-    stack_t stack = {.ss_sp = memory + page, .ss_size = size, .ss_flags = 0};
-    if (sigaltstack(&stack, NULL) != 0) {
+    // The stack_t itself lives at the bottom of the stack area, far from where the stack grows.
+    stack_t *stack = (stack_t *)(memory + page);
+    stack->ss_sp = memory + page;
+    stack->ss_size = size;
+    stack->ss_flags = 0;
+    if (sigaltstack(stack, NULL) != 0) {
         int error = errno;
         munmap(memory, size + page);
         return error;
     }
+    pthread_once(&alt_stack_once, make_alt_stack_key);
+    pthread_setspecific(alt_stack_key, stack);
     return 0;
 }
 
@@ -362,14 +383,21 @@ size_t CGallocyRuntime_dirty_take(size_t *pages, size_t capacity) {
     return taken;
 }
 
-int CGallocyRuntime_collect_begin(size_t page) {
+void CGallocyRuntime_dirty_restore(size_t page) {
+    if (!atomic_load(&region_active) || page >= region.page_count) return;
+    uint64_t bit = (uint64_t)1 << (page % 64);
+    if (!(atomic_fetch_or_explicit(&region.dirty_words[page / 64], bit, memory_order_acq_rel) & bit))
+        atomic_fetch_add_explicit(&dirty_count, 1, memory_order_relaxed);
+}
+
+int CGallocyRuntime_collect_begin(size_t page, uint8_t *previous) {
     if (!atomic_load(&region_active) || page >= region.page_count) return EINVAL;
     uint8_t before = take_page(page, CGallocyRuntime_PAGE_COLLECTING, false);
-    if (before != CGallocyRuntime_PAGE_WRITABLE) {
-        atomic_store_explicit(&region.states[page], before, memory_order_release);
-        return EINVAL;
-    }
-    if (mprotect(region.base + page * region.page_size, region.page_size, PROT_READ) != 0) {
+    *previous = before;
+    // A dirty page that was protected meanwhile (setAccess) keeps its protection; its bytes and
+    // twin are still there to diff.
+    if (before == CGallocyRuntime_PAGE_WRITABLE &&
+        mprotect(region.base + page * region.page_size, region.page_size, PROT_READ) != 0) {
         int error = errno;
         atomic_store_explicit(&region.states[page], before, memory_order_release);
         return error;
@@ -377,9 +405,10 @@ int CGallocyRuntime_collect_begin(size_t page) {
     return 0;
 }
 
-void CGallocyRuntime_collect_end(size_t page) {
-    atomic_store_explicit(&region.states[page], CGallocyRuntime_PAGE_READ_ONLY,
-                          memory_order_release);
+void CGallocyRuntime_collect_end(size_t page, uint8_t previous) {
+    uint8_t after = previous == CGallocyRuntime_PAGE_NONE ? CGallocyRuntime_PAGE_NONE
+                                                          : CGallocyRuntime_PAGE_READ_ONLY;
+    atomic_store_explicit(&region.states[page], after, memory_order_release);
 }
 
 uint8_t CGallocyRuntime_apply_begin(size_t page) {

@@ -211,11 +211,17 @@ package final class HeapMapping {
         var result: [DirtyPage] = []
         result.reserveCapacity(taken.count)
         for page in taken {
-            guard CGallocyRuntime_collect_begin(page) == 0 else { continue }
+            var previous: UInt8 = 0
+            // A failed mprotect leaves the page writable and dirty-less; put it back in the set
+            // so that the next release takes it.
+            guard CGallocyRuntime_collect_begin(page, &previous) == 0 else {
+                CGallocyRuntime_dirty_restore(page)
+                continue
+            }
             let diff = PageDiff.make(
                 twin: UnsafeRawBufferPointer(start: twinPage(page), count: pageSize),
                 page: UnsafeRawBufferPointer(start: aliasPage(page), count: pageSize))
-            CGallocyRuntime_collect_end(page)
+            CGallocyRuntime_collect_end(page, previous)
             result.append(DirtyPage(page: page, diff: diff))
         }
         return result

@@ -221,3 +221,29 @@ import Testing
         #expect(figures.firstWriteNs > 0 && figures.rawFaultNs > 0)
     }
 }
+
+extension HeapMappingTests {
+    @Test func aDirtyPageProtectedBeforeTheReleaseIsStillReleased() throws {
+        let heap = try HeapMapping(base: TestBase.protectedDirty, size: 4 * pageSize)
+        defer { heap.close() }
+        heap.viewPage(0).storeBytes(of: 0x77, toByteOffset: 3, as: UInt8.self)
+        try heap.setAccess(.none, page: 0)
+        let released = heap.collectDirty()
+        #expect(released.map(\.page) == [0])
+        var zero = [UInt8](repeating: 0, count: pageSize)
+        try released[0].diff.apply(to: &zero)
+        #expect(zero[3] == 0x77)
+        #expect(heap.access(ofPage: 0) == PageAccess.none)
+    }
+
+    @Test func threadsThatPreparedAnAlternateStackExitCleanly() throws {
+        for _ in 0..<64 {
+            let thread = try OSThread {
+                _ = CGallocyRuntime_thread_prepare()
+                _ = CGallocyRuntime_thread_prepare()
+            }
+            thread.join()
+        }
+        #expect(CGallocyRuntime_thread_prepare() == 0)
+    }
+}

@@ -27,6 +27,7 @@ enum TestBase {
     static let apply: UInt = 0x2160_0000_0000
     static let bench: UInt = 0x2170_0000_0000
     static let image: UInt = 0x2180_0000_0000
+    static let protectedDirty: UInt = 0x2190_0000_0000
 }
 
 /// A decoded `waitpid` status.

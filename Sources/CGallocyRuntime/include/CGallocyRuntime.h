@@ -49,7 +49,7 @@ enum {
 int CGallocyRuntime_install(void);
 
 /// Gives the calling thread an alternate signal stack (mmap, with a guard page) unless it already
-/// has one. Idempotent. Returns 0 or an errno value (from `mmap` or `sigaltstack`).
+/// has one; it is unmapped when the thread exits. Idempotent. Returns 0 or an errno value (from `mmap` or `sigaltstack`).
 int CGallocyRuntime_thread_prepare(void);
 
 /// Registers the one heap region of this process: `size` bytes of the application view at `base`,
@@ -83,13 +83,17 @@ size_t CGallocyRuntime_dirty_count(void);
 /// ascending order, and returns how many it took. A page dirtied again later is recorded again.
 size_t CGallocyRuntime_dirty_take(size_t *pages, size_t capacity);
 
-/// Starts the release of one dirty page: WRITABLE -> COLLECTING, then write-protects it. While it
-/// is COLLECTING, writers fault and retry, so the caller can diff the page against its twin.
-/// Returns 0, EINVAL if the page was not writable, or the errno of mprotect.
-int CGallocyRuntime_collect_begin(size_t page);
+/// Puts a page taken by `dirty_take` back into the dirty set (when its release could not start).
+void CGallocyRuntime_dirty_restore(size_t page);
 
-/// Ends the release of a page: COLLECTING -> READ_ONLY.
-void CGallocyRuntime_collect_end(size_t page);
+/// Starts the release of one dirty page: moves it into COLLECTING (waiting while another party
+/// holds it) and, if it was WRITABLE, write-protects it. While it is COLLECTING, writers fault and
+/// retry, so the caller can diff the page against its twin. Stores the state before in
+/// `*previous`. Returns 0, or the errno of mprotect (the page is then back as it was).
+int CGallocyRuntime_collect_begin(size_t page, uint8_t *previous);
+
+/// Ends the release of a page: READ_ONLY, or NONE if it was NONE before.
+void CGallocyRuntime_collect_end(size_t page, uint8_t previous);
 
 /// Holds a page for the application of a committed diff. Returns the page's stable state before
 /// (READ_ONLY or WRITABLE: the page is now APPLYING until `apply_end`; NONE: the page is not held,
