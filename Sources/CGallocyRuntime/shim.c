@@ -118,7 +118,13 @@ static void park_until_granted(size_t page) {
     }
 }
 
+// Asks the fault service for a page in state `from` (NONE, or READ_ONLY in the lease mode), or
+// joins the threads already parked on it.
 static void request_service(size_t page, uint8_t from, int is_write) {
+    if (from == CGallocyRuntime_PAGE_REQUESTED) {
+        park_until_granted(page); // one request per page: a CAS from REQUESTED would post another
+        return;
+    }
     uint8_t expected = from;
     if (atomic_compare_exchange_strong_explicit(&region.states[page], &expected,
                                                 CGallocyRuntime_PAGE_REQUESTED,

@@ -62,7 +62,8 @@ package final class HeapMapping {
                     "heap base 0x\(String(base, radix: 16)) is in use in this process: some mapping overlaps [0x\(String(base, radix: 16)), 0x\(String(base + UInt(size), radix: 16))); choose another heap base"
                 )
             }
-            throw RuntimeError(.system, "mmap of the heap view at 0x\(String(base, radix: 16)) failed: \(Self.describe(error))")
+            throw RuntimeError(
+                .system, "mmap of the heap view at 0x\(String(base, radix: 16)) failed: \(Self.describe(error))")
         }
         guard let alias = CGallocyRuntime_map_alias(size, fd, &error) else {
             _ = CGallocyRuntime_unmap(view, size)
@@ -102,7 +103,8 @@ package final class HeapMapping {
             if registered == EBUSY {
                 throw RuntimeError(.heapAlreadyRegistered, "another heap is registered in this process; close it first")
             }
-            throw RuntimeError(.system, "registering the heap with the fault handler failed: \(Self.describe(registered))")
+            throw RuntimeError(
+                .system, "registering the heap with the fault handler failed: \(Self.describe(registered))")
         }
         self.view = view
         self.alias = alias
@@ -119,19 +121,23 @@ package final class HeapMapping {
         guard pageSize >= system, pageSize % system == 0, pageSize <= PageDiff.maxPageSize else {
             throw RuntimeError(
                 .invalidArgument,
-                "heap page size \(pageSize) must be a multiple of the system page size \(system), at most \(PageDiff.maxPageSize)")
+                "heap page size \(pageSize) must be a multiple of the system page size \(system), at most \(PageDiff.maxPageSize)"
+            )
         }
         guard size > 0, size % pageSize == 0 else {
-            throw RuntimeError(.invalidArgument, "heap size \(size) must be a positive multiple of the page size \(pageSize)")
+            throw RuntimeError(
+                .invalidArgument, "heap size \(size) must be a positive multiple of the page size \(pageSize)")
         }
         guard base % UInt(pageSize) == 0 else {
-            throw RuntimeError(.invalidArgument, "heap base 0x\(String(base, radix: 16)) is not aligned to the page size \(pageSize)")
+            throw RuntimeError(
+                .invalidArgument, "heap base 0x\(String(base, radix: 16)) is not aligned to the page size \(pageSize)")
         }
         let (end, overflow) = base.addingReportingOverflow(UInt(size))
         guard base >= 1 << 32, !overflow, end <= SharedHeap.userSpaceEnd else {
             throw RuntimeError(
                 .invalidArgument,
-                "heap [0x\(String(base, radix: 16)), +\(size)) is not inside user space [0x100000000, 0x\(String(SharedHeap.userSpaceEnd, radix: 16)))")
+                "heap [0x\(String(base, radix: 16)), +\(size)) is not inside user space [0x100000000, 0x\(String(SharedHeap.userSpaceEnd, radix: 16)))"
+            )
         }
     }
 

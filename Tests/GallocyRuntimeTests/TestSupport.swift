@@ -1,8 +1,13 @@
 import Synchronization
+import Testing
 
 #if canImport(Glibc)
     import Glibc
 #endif
+
+/// The handler, its registered heap and the fault service are per process: every suite of this
+/// target runs inside this one, one test at a time, even when tests run in parallel.
+@Suite(.serialized) enum RuntimeSuite {}
 
 /// A counter and a start gate that threads share.
 final class Shared: Sendable {
@@ -28,12 +33,17 @@ enum TestBase {
     static let bench: UInt = 0x2170_0000_0000
     static let image: UInt = 0x2180_0000_0000
     static let protectedDirty: UInt = 0x2190_0000_0000
+    static let race: UInt = 0x21A0_0000_0000
+    static let lease: UInt = 0x21B0_0000_0000
 }
 
 /// A decoded `waitpid` status.
 struct WaitStatus: Equatable, CustomStringConvertible {
     var raw: Int32
-    var signal: Int32? { let s = raw & 0x7f; return s != 0 && s != 0x7f ? s : nil }
+    var signal: Int32? {
+        let s = raw & 0x7f
+        return s != 0 && s != 0x7f ? s : nil
+    }
     var exitCode: Int32? { raw & 0x7f == 0 ? (raw >> 8) & 0xff : nil }
     var description: String {
         if let signal { return "killed by signal \(signal) (status 0x\(String(raw, radix: 16)))" }
