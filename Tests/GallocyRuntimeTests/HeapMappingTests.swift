@@ -264,3 +264,17 @@ extension RuntimeSuite.HeapMappingTests {
         #expect(CGallocyRuntime_thread_prepare() == 0)
     }
 }
+
+extension RuntimeSuite.HeapMappingTests {
+    @Test func aSecondHeapInOneProcessIsRefusedAndLeavesTheFirstWorking() throws {
+        let heap = try HeapMapping(base: TestBase.second, size: 4 * pageSize)
+        defer { heap.close() }
+        #expect {
+            try HeapMapping(base: TestBase.second + UInt(16 * pageSize), size: 4 * pageSize)
+        } throws: { error in
+            (error as? RuntimeError)?.code == .heapAlreadyRegistered
+        }
+        heap.viewPage(0).storeBytes(of: 1, as: UInt8.self)
+        #expect(heap.collectDirty().map(\.page) == [0])
+    }
+}

@@ -35,6 +35,7 @@ enum TestBase {
     static let protectedDirty: UInt = 0x2190_0000_0000
     static let race: UInt = 0x21A0_0000_0000
     static let lease: UInt = 0x21B0_0000_0000
+    static let second: UInt = 0x21C0_0000_0000
 }
 
 /// A decoded `waitpid` status.
