@@ -71,6 +71,11 @@ let package = Package(
             dependencies: ["GallocyStorage", "GallocyCodec", "GallocyRaft", "gallocy"]
         ),
         .testTarget(name: "GallocyStateMachineTests", dependencies: ["GallocyStateMachine", "GallocyCodec", "GallocyRaft"]),
+        // The fault handler and the heap's mappings: real memfds, mprotect, signals and threads.
+        .testTarget(
+            name: "GallocyRuntimeTests",
+            dependencies: ["GallocyRuntime", "CGallocyRuntime", "GallocyCodec", "GallocyStateMachine"]
+        ),
         // Unit tests of the engine's parts (HTTP, transport) over real sockets on loopback.
         .testTarget(
             name: "GallocyTests",

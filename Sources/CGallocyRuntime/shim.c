@@ -1,8 +1,23 @@
-// The C part of the runtime. It stays small: only what Swift cannot do safely (the signal
-// handler and its alternate stack, futex waits) belongs here. The fault handler arrives with the
-// runtime issue; for now this target carries the helpers the layers above already use.
+// The C part of the runtime. It stays small: only what Swift cannot do safely belongs here: the
+// SIGSEGV/SIGBUS handler, its alternate stack, chaining to the handler installed before, the
+// per-page atomic states and the futex waits. docs/runtime.md states the handler's rules.
+#define _GNU_SOURCE
 #include "CGallocyRuntime.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 size_t CGallocyRuntime_page_size(void) {
@@ -10,4 +25,600 @@ size_t CGallocyRuntime_page_size(void) {
     return size > 0 ? (size_t)size : 4096;
 }
 
-uint32_t CGallocyRuntime_abi_version(void) { return 1; }
+uint32_t CGallocyRuntime_abi_version(void) { return 2; }
+
+// MARK: - Shared state (read by the handler; written only outside it, before `region_active`)
+
+enum { SERVICE_SLOTS = 64 };
+#define SLOT_EMPTY UINT64_MAX
+
+static struct {
+    char *base;
+    size_t size;
+    size_t page_size;
+    size_t page_count;
+    char *twin;
+    _Atomic uint8_t *states;
+    size_t states_bytes;
+    _Atomic uint64_t *dirty_words;
+    size_t dirty_bytes;
+    int mode;
+} region;
+
+// Set (release) after `region` is filled in; read (acquire) by the handler before it reads `region`.
+static _Atomic int region_active;
+static _Atomic size_t dirty_count;
+
+// Fault service: a faulting thread puts `page * 2 + is_write` into an empty slot and bumps
+// `request_seq`; the service thread waits on `request_seq`. Grants bump `grant_seq`, on which
+// parked faulting threads wait.
+static _Atomic uint64_t service_slots[SERVICE_SLOTS] = {
+    [0 ... SERVICE_SLOTS - 1] = SLOT_EMPTY};
+static _Atomic uint32_t request_seq;
+static _Atomic uint32_t grant_seq;
+static _Atomic int service_stopped;
+
+static _Atomic uint64_t counter_twin, counter_retried, counter_service, counter_chained;
+
+static struct sigaction previous_segv, previous_bus;
+static _Atomic int installed;
+
+// MARK: - Futex
+
+static void futex_wait(_Atomic uint32_t *word, uint32_t expected) {
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *word, int count) {
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
+}
+
+static int protection_for(uint8_t state) {
+    switch (state) {
+    case CGallocyRuntime_PAGE_READ_ONLY: return PROT_READ;
+    case CGallocyRuntime_PAGE_WRITABLE: return PROT_READ | PROT_WRITE;
+    default: return PROT_NONE;
+    }
+}
+
+static bool is_stable(uint8_t state) {
+    return state == CGallocyRuntime_PAGE_NONE || state == CGallocyRuntime_PAGE_READ_ONLY ||
+           state == CGallocyRuntime_PAGE_WRITABLE;
+}
+
+// MARK: - The handler
+
+static void chain(int signo, siginfo_t *info, void *context) {
+    atomic_fetch_add_explicit(&counter_chained, 1, memory_order_relaxed);
+    struct sigaction *previous = signo == SIGBUS ? &previous_bus : &previous_segv;
+    if (previous->sa_flags & SA_SIGINFO) {
+        if (previous->sa_sigaction) {
+            previous->sa_sigaction(signo, info, context);
+            return;
+        }
+    } else if (previous->sa_handler != SIG_DFL && previous->sa_handler != SIG_IGN) {
+        previous->sa_handler(signo);
+        return;
+    }
+    // SIG_DFL or SIG_IGN: put the previous disposition back and let the fault happen again, as it
+    // would have without us (for a synchronous fault the kernel kills even with SIG_IGN). A signal
+    // sent with kill(2) does not recur by itself: raise it again (it stays pending until return).
+    sigaction(signo, previous, NULL);
+    if (info->si_code <= 0) raise(signo);
+}
+
+// Parks the calling thread until the fault service moves `page` out of REQUESTED.
+static void park_until_granted(size_t page) {
+    for (;;) {
+        uint32_t seq = atomic_load_explicit(&grant_seq, memory_order_acquire);
+        if (atomic_load_explicit(&region.states[page], memory_order_acquire) !=
+            CGallocyRuntime_PAGE_REQUESTED)
+            return;
+        futex_wait(&grant_seq, seq);
+    }
+}
+
+// Asks the fault service for a page in state `from` (NONE, or READ_ONLY in the lease mode), or
+// joins the threads already parked on it.
+static void request_service(size_t page, uint8_t from, int is_write) {
+    if (from == CGallocyRuntime_PAGE_REQUESTED) {
+        park_until_granted(page); // one request per page: a CAS from REQUESTED would post another
+        return;
+    }
+    uint8_t expected = from;
+    if (atomic_compare_exchange_strong_explicit(&region.states[page], &expected,
+                                                CGallocyRuntime_PAGE_REQUESTED,
+                                                memory_order_acq_rel, memory_order_acquire)) {
+        atomic_fetch_add_explicit(&counter_service, 1, memory_order_relaxed);
+        uint64_t request = (uint64_t)page * 2 + (is_write ? 1 : 0);
+        for (size_t i = 0;; i = (i + 1) % SERVICE_SLOTS) {
+            uint64_t empty = SLOT_EMPTY;
+            if (atomic_compare_exchange_weak_explicit(&service_slots[i], &empty, request,
+                                                      memory_order_acq_rel, memory_order_relaxed))
+                break;
+        }
+        atomic_fetch_add_explicit(&request_seq, 1, memory_order_release);
+        futex_wake(&request_seq, 1);
+    } else if (expected != CGallocyRuntime_PAGE_REQUESTED) {
+        // Someone moved the page meanwhile: retry the access.
+        atomic_fetch_add_explicit(&counter_retried, 1, memory_order_relaxed);
+        return;
+    }
+    park_until_granted(page);
+}
+
+static void handle_fault(int signo, siginfo_t *info, void *context) {
+    int saved_errno = errno;
+    char *address = (char *)info->si_addr;
+    if (signo != SIGSEGV || info->si_code != SEGV_ACCERR ||
+        !atomic_load_explicit(&region_active, memory_order_acquire) || address < region.base ||
+        address >= region.base + region.size) {
+        chain(signo, info, context);
+        errno = saved_errno;
+        return;
+    }
+    size_t page = (size_t)(address - region.base) / region.page_size;
+    char *page_address = region.base + page * region.page_size;
+#if defined(__x86_64__)
+    // Bit 1 of the page-fault error code: the access was a write.
+    int is_write = (((ucontext_t *)context)->uc_mcontext.gregs[REG_ERR] & 2) != 0;
+#else
+    // Unknown here: a fault on a readable page can only be a write; on a no-access page it is
+    // served as a read, and a write then faults again on the read-only page.
+    int is_write = -1;
+#endif
+    uint8_t state = atomic_load_explicit(&region.states[page], memory_order_acquire);
+    switch (state) {
+    case CGallocyRuntime_PAGE_READ_ONLY:
+        if (is_write == 0) break; // granted just now: retry
+        if (region.mode != CGallocyRuntime_MODE_RELEASE) {
+            request_service(page, state, 1);
+            errno = saved_errno;
+            return;
+        }
+        {
+            uint8_t expected = CGallocyRuntime_PAGE_READ_ONLY;
+            if (!atomic_compare_exchange_strong_explicit(
+                    &region.states[page], &expected, CGallocyRuntime_PAGE_UPGRADING,
+                    memory_order_acq_rel, memory_order_acquire))
+                break; // another thread won: retry
+            // The page is read-only for everyone now, so the copy is consistent.
+            memcpy(region.twin + page * region.page_size, page_address, region.page_size);
+            if (mprotect(page_address, region.page_size, PROT_READ | PROT_WRITE) != 0) {
+                atomic_store_explicit(&region.states[page], CGallocyRuntime_PAGE_READ_ONLY,
+                                      memory_order_release);
+                chain(signo, info, context); // out of mappings: crash honestly
+                errno = saved_errno;
+                return;
+            }
+            atomic_fetch_or_explicit(&region.dirty_words[page / 64], (uint64_t)1 << (page % 64),
+                                     memory_order_acq_rel);
+            atomic_fetch_add_explicit(&dirty_count, 1, memory_order_relaxed);
+            atomic_store_explicit(&region.states[page], CGallocyRuntime_PAGE_WRITABLE,
+                                  memory_order_release);
+            atomic_fetch_add_explicit(&counter_twin, 1, memory_order_relaxed);
+            errno = saved_errno;
+            return;
+        }
+    case CGallocyRuntime_PAGE_NONE:
+    case CGallocyRuntime_PAGE_REQUESTED:
+        request_service(page, state, is_write == 1);
+        errno = saved_errno;
+        return;
+    default:
+        break; // WRITABLE (upgraded since the fault) or transient: retry
+    }
+    atomic_fetch_add_explicit(&counter_retried, 1, memory_order_relaxed);
+    errno = saved_errno;
+}
+
+int CGallocyRuntime_install(void) {
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&installed, &expected, 1)) return 0;
+    struct sigaction action;
+    memset(&action, 0, sizeof action);
+    action.sa_sigaction = handle_fault;
+    action.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(SIGSEGV, &action, &previous_segv) != 0 ||
+        sigaction(SIGBUS, &action, &previous_bus) != 0) {
+        int error = errno;
+        atomic_store(&installed, 0);
+        return error;
+    }
+    return 0;
+}
+
+// The alternate stack of each prepared thread, unmapped by the key's destructor at thread exit.
+static pthread_key_t alt_stack_key;
+static pthread_once_t alt_stack_once = PTHREAD_ONCE_INIT;
+
+static void release_alt_stack(void *memory) {
+    stack_t disable = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+    sigaltstack(&disable, NULL);
+    stack_t *stack = memory;
+    munmap((char *)stack->ss_sp - CGallocyRuntime_page_size(),
+           stack->ss_size + CGallocyRuntime_page_size());
+}
+
+static void make_alt_stack_key(void) { pthread_key_create(&alt_stack_key, release_alt_stack); }
+
+int CGallocyRuntime_thread_prepare(void) {
+    stack_t current;
+    if (sigaltstack(NULL, &current) != 0) return errno;
+    if (!(current.ss_flags & SS_DISABLE)) return 0; // this thread has one already
+    size_t page = CGallocyRuntime_page_size();
+    size_t size = 64 * 1024;
+    if (size < (size_t)SIGSTKSZ) size = (size_t)SIGSTKSZ;
+    size = (size + page - 1) / page * page;
+    char *memory = mmap(NULL, size + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                        -1, 0);
+    if (memory == MAP_FAILED) return errno;
+    mprotect(memory, page, PROT_NONE); // guard page below the stack
+    // The stack_t itself lives at the bottom of the stack area, far from where the stack grows.
+    stack_t *stack = (stack_t *)(memory + page);
+    stack->ss_sp = memory + page;
+    stack->ss_size = size;
+    stack->ss_flags = 0;
+    if (sigaltstack(stack, NULL) != 0) {
+        int error = errno;
+        munmap(memory, size + page);
+        return error;
+    }
+    pthread_once(&alt_stack_once, make_alt_stack_key);
+    pthread_setspecific(alt_stack_key, stack);
+    return 0;
+}
+
+// MARK: - Region
+
+int CGallocyRuntime_region_register(void *base, size_t size, size_t page_size, void *twin,
+                                    uint8_t initial_state, int mode) {
+    size_t system_page = CGallocyRuntime_page_size();
+    if (!base || !twin || page_size == 0 || page_size % system_page != 0 || size == 0 ||
+        size % page_size != 0 || (uintptr_t)base % page_size != 0 ||
+        (initial_state != CGallocyRuntime_PAGE_NONE &&
+         initial_state != CGallocyRuntime_PAGE_READ_ONLY))
+        return EINVAL;
+    if (atomic_load(&region_active)) return EBUSY;
+    size_t count = size / page_size;
+    size_t states_bytes = (count + system_page - 1) / system_page * system_page;
+    size_t dirty_bytes = ((count + 63) / 64 * 8 + system_page - 1) / system_page * system_page;
+    void *states = mmap(NULL, states_bytes, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (states == MAP_FAILED) return errno;
+    void *dirty = mmap(NULL, dirty_bytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (dirty == MAP_FAILED) {
+        int error = errno;
+        munmap(states, states_bytes);
+        return error;
+    }
+    if (initial_state != 0) memset(states, initial_state, count);
+    region.base = base;
+    region.size = size;
+    region.page_size = page_size;
+    region.page_count = count;
+    region.twin = twin;
+    region.states = states;
+    region.states_bytes = states_bytes;
+    region.dirty_words = dirty;
+    region.dirty_bytes = dirty_bytes;
+    region.mode = mode;
+    atomic_store(&dirty_count, 0);
+    atomic_store(&counter_twin, 0);
+    atomic_store(&counter_retried, 0);
+    atomic_store(&counter_service, 0);
+    atomic_store(&counter_chained, 0);
+    atomic_store_explicit(&region_active, 1, memory_order_release);
+    return 0;
+}
+
+void CGallocyRuntime_region_unregister(void) {
+    if (!atomic_exchange(&region_active, 0)) return;
+    munmap((void *)region.states, region.states_bytes);
+    munmap((void *)region.dirty_words, region.dirty_bytes);
+    memset(&region, 0, sizeof region);
+}
+
+uint8_t CGallocyRuntime_page_state(size_t page) {
+    if (!atomic_load(&region_active) || page >= region.page_count) return CGallocyRuntime_PAGE_NONE;
+    return atomic_load_explicit(&region.states[page], memory_order_acquire);
+}
+
+static void wake_parked(void) {
+    atomic_fetch_add_explicit(&grant_seq, 1, memory_order_release);
+    futex_wake(&grant_seq, INT_MAX);
+}
+
+// Moves a page from a stable state into `transient`, waiting while it is in a transient one (other
+// than REQUESTED, which `page_set` may take over). Returns the state it was in.
+static uint8_t take_page(size_t page, uint8_t transient, bool take_requested) {
+    for (;;) {
+        uint8_t state = atomic_load_explicit(&region.states[page], memory_order_acquire);
+        if (is_stable(state) || (take_requested && state == CGallocyRuntime_PAGE_REQUESTED)) {
+            if (atomic_compare_exchange_weak_explicit(&region.states[page], &state, transient,
+                                                      memory_order_acq_rel, memory_order_acquire))
+                return state;
+        } else {
+            sched_yield();
+        }
+    }
+}
+
+int CGallocyRuntime_page_set(size_t page, uint8_t state) {
+    if (!atomic_load(&region_active) || page >= region.page_count || !is_stable(state))
+        return EINVAL;
+    uint8_t before = take_page(page, CGallocyRuntime_PAGE_APPLYING, true);
+    int result = 0;
+    if (mprotect(region.base + page * region.page_size, region.page_size, protection_for(state)) != 0) {
+        result = errno;
+        state = before == CGallocyRuntime_PAGE_REQUESTED ? CGallocyRuntime_PAGE_NONE : before;
+    }
+    atomic_store_explicit(&region.states[page], state, memory_order_release);
+    wake_parked();
+    return result;
+}
+
+// MARK: - Dirty set
+
+size_t CGallocyRuntime_dirty_count(void) {
+    return atomic_load_explicit(&dirty_count, memory_order_acquire);
+}
+
+size_t CGallocyRuntime_dirty_take(size_t *pages, size_t capacity) {
+    if (!atomic_load(&region_active)) return 0;
+    size_t taken = 0;
+    size_t words = (region.page_count + 63) / 64;
+    for (size_t w = 0; w < words && taken < capacity; w++) {
+        if (atomic_load_explicit(&region.dirty_words[w], memory_order_relaxed) == 0) continue;
+        uint64_t bits = atomic_exchange_explicit(&region.dirty_words[w], 0, memory_order_acq_rel);
+        while (bits) {
+            int bit = __builtin_ctzll(bits);
+            bits &= bits - 1;
+            if (taken < capacity) {
+                pages[taken++] = w * 64 + (size_t)bit;
+                atomic_fetch_sub_explicit(&dirty_count, 1, memory_order_relaxed);
+            } else {
+                // No room: put it back for the next call.
+                atomic_fetch_or_explicit(&region.dirty_words[w], (uint64_t)1 << bit,
+                                         memory_order_acq_rel);
+            }
+        }
+    }
+    return taken;
+}
+
+void CGallocyRuntime_dirty_restore(size_t page) {
+    if (!atomic_load(&region_active) || page >= region.page_count) return;
+    uint64_t bit = (uint64_t)1 << (page % 64);
+    if (!(atomic_fetch_or_explicit(&region.dirty_words[page / 64], bit, memory_order_acq_rel) & bit))
+        atomic_fetch_add_explicit(&dirty_count, 1, memory_order_relaxed);
+}
+
+int CGallocyRuntime_collect_begin(size_t page, uint8_t *previous) {
+    if (!atomic_load(&region_active) || page >= region.page_count) return EINVAL;
+    uint8_t before = take_page(page, CGallocyRuntime_PAGE_COLLECTING, false);
+    *previous = before;
+    // A dirty page that was protected meanwhile (setAccess) keeps its protection; its bytes and
+    // twin are still there to diff.
+    if (before == CGallocyRuntime_PAGE_WRITABLE &&
+        mprotect(region.base + page * region.page_size, region.page_size, PROT_READ) != 0) {
+        int error = errno;
+        atomic_store_explicit(&region.states[page], before, memory_order_release);
+        return error;
+    }
+    return 0;
+}
+
+void CGallocyRuntime_collect_end(size_t page, uint8_t previous) {
+    uint8_t after = previous == CGallocyRuntime_PAGE_NONE ? CGallocyRuntime_PAGE_NONE
+                                                          : CGallocyRuntime_PAGE_READ_ONLY;
+    atomic_store_explicit(&region.states[page], after, memory_order_release);
+}
+
+uint8_t CGallocyRuntime_apply_begin(size_t page) {
+    for (;;) {
+        uint8_t state = atomic_load_explicit(&region.states[page], memory_order_acquire);
+        if (state == CGallocyRuntime_PAGE_NONE) return state;
+        if (state == CGallocyRuntime_PAGE_READ_ONLY || state == CGallocyRuntime_PAGE_WRITABLE) {
+            if (atomic_compare_exchange_weak_explicit(&region.states[page], &state,
+                                                      CGallocyRuntime_PAGE_APPLYING,
+                                                      memory_order_acq_rel, memory_order_acquire))
+                return state;
+        } else {
+            sched_yield();
+        }
+    }
+}
+
+void CGallocyRuntime_apply_end(size_t page, uint8_t previous) {
+    if (previous == CGallocyRuntime_PAGE_NONE) return;
+    atomic_store_explicit(&region.states[page], previous, memory_order_release);
+}
+
+// MARK: - Fault service
+
+int CGallocyRuntime_service_next(size_t *page, int *is_write) {
+    for (;;) {
+        uint32_t seq = atomic_load_explicit(&request_seq, memory_order_acquire);
+        for (size_t i = 0; i < SERVICE_SLOTS; i++) {
+            if (atomic_load_explicit(&service_slots[i], memory_order_relaxed) == SLOT_EMPTY) continue;
+            uint64_t request = atomic_exchange_explicit(&service_slots[i], SLOT_EMPTY,
+                                                        memory_order_acq_rel);
+            if (request == SLOT_EMPTY) continue;
+            *page = (size_t)(request / 2);
+            *is_write = (int)(request % 2);
+            return 0;
+        }
+        if (atomic_load_explicit(&service_stopped, memory_order_acquire)) return -1;
+        futex_wait(&request_seq, seq);
+    }
+}
+
+int CGallocyRuntime_service_grant(size_t page, uint8_t state) {
+    return CGallocyRuntime_page_set(page, state);
+}
+
+void CGallocyRuntime_service_stop(void) {
+    atomic_store_explicit(&service_stopped, 1, memory_order_release);
+    atomic_fetch_add_explicit(&request_seq, 1, memory_order_release);
+    futex_wake(&request_seq, INT_MAX);
+}
+
+void CGallocyRuntime_service_reset(void) { atomic_store(&service_stopped, 0); }
+
+CGallocyRuntime_Counters CGallocyRuntime_counters(void) {
+    CGallocyRuntime_Counters counters = {
+        .twin_faults = atomic_load(&counter_twin),
+        .retried_faults = atomic_load(&counter_retried),
+        .service_requests = atomic_load(&counter_service),
+        .chained_faults = atomic_load(&counter_chained),
+    };
+    return counters;
+}
+
+// MARK: - Checks and measurements
+
+static void exit_42(int signo, siginfo_t *info, void *context) {
+    (void)signo, (void)info, (void)context;
+    _exit(42);
+}
+
+pid_t CGallocyRuntime_fault_check_fork(int routine) {
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    // The child: async-signal-safe calls only. It starts from the default disposition, as a
+    // program without a crash reporter: the Swift runtime's backtracer, inherited from the parent,
+    // spawns a helper and waits on it, which a forked child of a threaded process cannot support.
+    struct sigaction default_action;
+    memset(&default_action, 0, sizeof default_action);
+    default_action.sa_handler = SIG_DFL;
+    sigemptyset(&default_action.sa_mask);
+    sigaction(SIGSEGV, &default_action, NULL);
+    sigaction(SIGBUS, &default_action, NULL);
+    if (routine == 2) {
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_sigaction = exit_42;
+        action.sa_flags = SA_SIGINFO;
+        sigemptyset(&action.sa_mask);
+        sigaction(SIGSEGV, &action, NULL);
+    } else if (routine == 3) {
+        struct sigaction action;
+        memset(&action, 0, sizeof action);
+        action.sa_handler = SIG_IGN;
+        sigemptyset(&action.sa_mask);
+        sigaction(SIGSEGV, &action, NULL);
+    }
+    if (routine != 0) {
+        atomic_store(&installed, 0); // the parent's installation is not this child's
+        if (CGallocyRuntime_install() != 0) _exit(3);
+    }
+    volatile uintptr_t null_address = 0;
+    *(volatile int *)null_address = 1;
+    _exit(0); // not reached
+}
+
+uint64_t CGallocyRuntime_now_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+}
+
+static size_t bench_page_size;
+
+static void bench_handler(int signo, siginfo_t *info, void *context) {
+    (void)signo, (void)context;
+    uintptr_t page = (uintptr_t)info->si_addr & ~(uintptr_t)(bench_page_size - 1);
+    mprotect((void *)page, bench_page_size, PROT_READ | PROT_WRITE);
+}
+
+static int compare_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+double CGallocyRuntime_bench_raw_fault_ns(size_t pages, int rounds) {
+    if (pages == 0 || rounds <= 0 || rounds > 64) return -1;
+    bench_page_size = CGallocyRuntime_page_size();
+    struct sigaction action, saved;
+    memset(&action, 0, sizeof action);
+    action.sa_sigaction = bench_handler;
+    action.sa_flags = SA_SIGINFO;
+    sigemptyset(&action.sa_mask);
+    double results[64];
+    for (int r = 0; r < rounds; r++) {
+        char *memory = mmap(NULL, pages * bench_page_size, PROT_READ,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (memory == MAP_FAILED) return -1;
+        for (size_t i = 0; i < pages; i++) (void)*(volatile char *)(memory + i * bench_page_size);
+        if (sigaction(SIGSEGV, &action, &saved) != 0) {
+            munmap(memory, pages * bench_page_size);
+            return -1;
+        }
+        uint64_t start = CGallocyRuntime_now_ns();
+        for (size_t i = 0; i < pages; i++) *(volatile char *)(memory + i * bench_page_size) = 1;
+        uint64_t end = CGallocyRuntime_now_ns();
+        sigaction(SIGSEGV, &saved, NULL);
+        munmap(memory, pages * bench_page_size);
+        results[r] = (double)(end - start) / (double)pages;
+    }
+    qsort(results, (size_t)rounds, sizeof results[0], compare_double);
+    return results[rounds / 2];
+}
+
+// MARK: - Mappings
+
+int CGallocyRuntime_memfd_create(const char *name, size_t size) {
+    int fd = memfd_create(name, MFD_CLOEXEC);
+    if (fd < 0) return -errno;
+    if (ftruncate(fd, (off_t)size) != 0) {
+        int error = errno;
+        close(fd);
+        return -error;
+    }
+    return fd;
+}
+
+void *CGallocyRuntime_map_view(void *base, size_t size, int fd, int writable, int *error) {
+    void *view = mmap(base, size, writable ? PROT_READ | PROT_WRITE : PROT_NONE,
+                      MAP_SHARED | MAP_FIXED_NOREPLACE, fd, 0);
+    if (view == MAP_FAILED) {
+        *error = errno;
+        return NULL;
+    }
+    if (view != base) { // a kernel older than 4.17 takes the flag as a hint
+        munmap(view, size);
+        *error = EEXIST;
+        return NULL;
+    }
+    return view;
+}
+
+void *CGallocyRuntime_map_alias(size_t size, int fd, int *error) {
+    void *alias = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (alias == MAP_FAILED) {
+        *error = errno;
+        return NULL;
+    }
+    return alias;
+}
+
+void *CGallocyRuntime_map_anonymous(size_t size, int *error) {
+    void *memory = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (memory == MAP_FAILED) {
+        *error = errno;
+        return NULL;
+    }
+    return memory;
+}
+
+int CGallocyRuntime_protect(void *address, size_t size, uint8_t state) {
+    return mprotect(address, size, protection_for(state)) == 0 ? 0 : errno;
+}
+
+int CGallocyRuntime_unmap(void *address, size_t size) {
+    return munmap(address, size) == 0 ? 0 : errno;
+}
