@@ -60,6 +60,7 @@ let package = Package(
             name: "gallocy",
             dependencies: [
                 "Gallocy", "GallocyRaft", "GallocyRaftSim", "GallocyCodec", "GallocyStorage", "GallocyStateMachine",
+                "GallocyRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
