@@ -166,3 +166,16 @@ extension CRC32C {
 
     private static func hex(_ v: UInt32) -> String { "0x" + String(v, radix: 16) }
 }
+
+extension ByteReader {
+    /// Reads a 4-byte `magic` and a u32 format version, and fails unless both are the expected
+    /// ones: the header of every snapshot part (`what` names it in the error).
+    public mutating func expectHeader(magic: [UInt8], format: UInt32, _ what: String) throws(CodecError) {
+        let found = try readRaw(magic.count, "\(what) magic")
+        guard found == magic else { throw CodecError(.invalidValue, "not a \(what) (magic \(found))") }
+        let version = try readUInt32("\(what) format")
+        guard version == format else {
+            throw CodecError(.unknownVersion, "\(what) format \(version), this build reads \(format)")
+        }
+    }
+}

@@ -111,15 +111,7 @@ extension HeapImage {
         private static func parse(_ buffer: UnsafeRawBufferPointer) throws(CodecError) -> Parsed {
             let body = try CRC32C.verifyTrailer(buffer, "heap snapshot")
             var reader = ByteReader(body)
-            let magic = try reader.readRaw(4, "heap snapshot magic")
-            guard magic == HeapImage.snapshotMagic else {
-                throw CodecError(.invalidValue, "not a heap snapshot (magic \(magic))")
-            }
-            let format = try reader.readUInt32("heap snapshot format")
-            guard format == HeapImage.snapshotFormat else {
-                throw CodecError(
-                    .unknownVersion, "heap snapshot format \(format), this build reads \(HeapImage.snapshotFormat)")
-            }
+            try reader.expectHeader(magic: HeapImage.snapshotMagic, format: HeapImage.snapshotFormat, "heap snapshot")
             let settings = ClusterSettings(
                 clusterID: try reader.readUInt64("cluster id"), heapBase: try reader.readUInt64("heap base"),
                 heapSize: try reader.readUInt64("heap size"), pageSize: try reader.readUInt32("page size"))

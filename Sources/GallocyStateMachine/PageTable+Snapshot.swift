@@ -61,14 +61,7 @@ extension PageTable {
             image = try bytes.withUnsafeBytes { buffer throws(CodecError) -> [UInt8] in
                 let body = try CRC32C.verifyTrailer(buffer, "page table snapshot")
                 var reader = ByteReader(body)
-                let magic = try reader.readRaw(4, "snapshot magic")
-                guard magic == Self.snapshotMagic else {
-                    throw CodecError(.invalidValue, "not a page table snapshot (magic \(magic))")
-                }
-                let format = try reader.readUInt32("snapshot format")
-                guard format == Self.snapshotFormat else {
-                    throw CodecError(.unknownVersion, "page table snapshot format \(format)")
-                }
+                try reader.expectHeader(magic: Self.snapshotMagic, format: Self.snapshotFormat, "page table snapshot")
                 let schema = try reader.readUInt32("schema version")
                 guard schema == UInt32(bitPattern: Self.schemaVersion) else {
                     throw CodecError(.unknownVersion, "page table schema \(schema), this build has \(Self.schemaVersion)")

@@ -109,15 +109,7 @@ extension StateMachine {
     private static func parseSnapshot(_ buffer: UnsafeRawBufferPointer) throws(CodecError) -> SnapshotParts {
         let body = try CRC32C.verifyTrailer(buffer, "state machine snapshot")
         var reader = ByteReader(body)
-        let magic = try reader.readRaw(4, "snapshot magic")
-        guard magic == Self.snapshotMagic else {
-            throw CodecError(.invalidValue, "not a state machine snapshot (magic \(magic))")
-        }
-        let format = try reader.readUInt32("snapshot format")
-        guard format == Self.snapshotFormat else {
-            throw CodecError(
-                .unknownVersion, "state machine snapshot format \(format), this build reads \(Self.snapshotFormat)")
-        }
+        try reader.expectHeader(magic: Self.snapshotMagic, format: Self.snapshotFormat, "state machine snapshot")
         let company = try reader.readUInt32("company")
         let appliedIndex = try reader.readUInt64("applied index")
         let table = try Self.readPart(&reader, "page table snapshot")

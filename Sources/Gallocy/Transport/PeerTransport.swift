@@ -48,7 +48,7 @@ package final class PeerTransport: Sendable {
         var refused: UInt64 = 0
         var protocolErrors: UInt64 = 0
         var droppedUnroutable: UInt64 = 0
-        var jitter: JitterGenerator
+        var jitter: SplitMix64  // back-off jitter only, never nonces
         /// Warnings about inbound connections logged in the current window (see `shouldWarn`).
         var warningsInWindow = 0
         var warningWindowStart = NIODeadline.uptimeNanoseconds(0)
@@ -67,7 +67,7 @@ package final class PeerTransport: Sendable {
         self.key = configuration.secret.map { SymmetricKey(data: $0) }
         self.backoff = ReconnectBackoff(initial: configuration.initialBackoff, maximum: configuration.maxBackoff)
         let seed = configuration.jitterSeed ?? UInt64.random(in: .min ... .max)
-        self.state = Mutex(State(clusterID: configuration.clusterID, jitter: JitterGenerator(seed: seed)))
+        self.state = Mutex(State(clusterID: configuration.clusterID, jitter: SplitMix64(seed: seed)))
     }
 
     /// Binds `configuration.listen` and returns a running transport with no peers yet (add them
