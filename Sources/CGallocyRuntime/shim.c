@@ -118,6 +118,18 @@ static void park_until_granted(size_t page) {
     }
 }
 
+static void wake_parked(void);
+
+// Parks the calling thread while `page` is held by the apply path (APPLYING): a committed entry is
+// being written and its pages are hidden until all of them are written. Returns to retry.
+static void park_while_applying(size_t page) {
+    uint32_t seq = atomic_load_explicit(&grant_seq, memory_order_acquire);
+    if (atomic_load_explicit(&region.states[page], memory_order_acquire) !=
+        CGallocyRuntime_PAGE_APPLYING)
+        return;
+    futex_wait(&grant_seq, seq);
+}
+
 // Asks the fault service for a page in state `from` (NONE, or READ_ONLY in the lease mode), or
 // joins the threads already parked on it.
 static void request_service(size_t page, uint8_t from, int is_write) {
@@ -203,6 +215,12 @@ static void handle_fault(int signo, siginfo_t *info, void *context) {
     case CGallocyRuntime_PAGE_NONE:
     case CGallocyRuntime_PAGE_REQUESTED:
         request_service(page, state, is_write == 1);
+        errno = saved_errno;
+        return;
+    case CGallocyRuntime_PAGE_APPLYING:
+        // Held (and usually hidden) while a committed entry is written: wait for its end, which
+        // wakes every parked thread, then retry.
+        park_while_applying(page);
         errno = saved_errno;
         return;
     default:
@@ -435,7 +453,32 @@ uint8_t CGallocyRuntime_apply_begin(size_t page) {
 void CGallocyRuntime_apply_end(size_t page, uint8_t previous) {
     if (previous == CGallocyRuntime_PAGE_NONE) return;
     atomic_store_explicit(&region.states[page], previous, memory_order_release);
+    wake_parked();
 }
+
+uint8_t CGallocyRuntime_hold_begin(size_t page, int hide, int *hidden) {
+    *hidden = 0;
+    uint8_t before = take_page(page, CGallocyRuntime_PAGE_APPLYING, true);
+    if (hide && (before == CGallocyRuntime_PAGE_READ_ONLY || before == CGallocyRuntime_PAGE_WRITABLE) &&
+        mprotect(region.base + page * region.page_size, region.page_size, PROT_NONE) == 0)
+        *hidden = 1;
+    return before;
+}
+
+int CGallocyRuntime_hold_end(size_t page, uint8_t previous, int hidden) {
+    int result = 0;
+    if (hidden &&
+        mprotect(region.base + page * region.page_size, region.page_size, protection_for(previous)) != 0) {
+        // The view keeps no access; a page with no access is served by the fault service (and
+        // in the release mode, a NONE page reads through it), so the state says NONE.
+        result = errno;
+        previous = CGallocyRuntime_PAGE_NONE;
+    }
+    atomic_store_explicit(&region.states[page], previous, memory_order_release);
+    return result;
+}
+
+void CGallocyRuntime_wake_parked(void) { wake_parked(); }
 
 // MARK: - Fault service
 

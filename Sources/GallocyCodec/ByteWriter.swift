@@ -20,6 +20,15 @@ public struct ByteWriter: Sendable {
     /// Appends a little-endian `u64`.
     public mutating func write(_ value: UInt64) { writeFixed(value) }
 
+    /// Overwrites the little-endian `u64` at byte `offset` (written earlier as a placeholder:
+    /// a count known only once what follows it is written).
+    public mutating func patch(_ value: UInt64, at offset: Int) {
+        precondition(offset >= 0 && offset + 8 <= bytes.count, "patch at \(offset) outside \(bytes.count) bytes")
+        withUnsafeBytes(of: value.littleEndian) { source in
+            for k in 0..<8 { bytes[offset + k] = source[k] }
+        }
+    }
+
     private mutating func writeFixed<T: FixedWidthInteger>(_ value: T) {
         withUnsafeBytes(of: value.littleEndian) { bytes.append(contentsOf: $0) }
     }

@@ -67,6 +67,18 @@ extension PageDiff {
         }
     }
 
+    /// Checks the whole diff against a page of `pageSize` bytes, then calls `body` with each run's
+    /// page offset and bytes (valid only inside `body`), in offset order, without allocating. For
+    /// callers that write runs somewhere other than one page buffer (the runtime's apply path).
+    public func forEachRun(
+        pageSize: Int, _ body: (_ offset: Int, _ bytes: UnsafeRawBufferPointer) -> Void
+    ) throws(CodecError) {
+        try withRunList(pageSize: pageSize) { raw throws(CodecError) in
+            try PageDiff.forEachRun(in: raw, pageSize: pageSize) { _, _ in }
+            try PageDiff.forEachRun(in: raw, pageSize: pageSize, body)
+        }
+    }
+
     /// Decompresses the run list into a temporary buffer of exactly `rawLength` bytes, after
     /// checking `rawLength` against what a page of `pageSize` bytes can need.
     private func withRunList<R>(

@@ -206,6 +206,15 @@ package final class HeapMapping {
     /// with it fault and retry until their page is read-only again, then dirty it anew. Pages come
     /// in ascending order.
     package func collectDirty() -> [DirtyPage] {
+        var result: [DirtyPage] = []
+        collectDirty { page, _, diff in result.append(DirtyPage(page: page, diff: diff)) }
+        return result
+    }
+
+    /// `collectDirty()`, calling `each` with every page's number, twin and diff while the page is
+    /// still held (COLLECTING: no committed entry is applied to it and no writer takes a new twin
+    /// until `each` returns). Pages come in ascending order.
+    package func collectDirty(_ each: (_ page: Int, _ twin: UnsafeRawPointer, _ diff: PageDiff) -> Void) {
         var taken: [Int] = []
         var buffer = [Int](repeating: 0, count: 256)
         while true {
@@ -214,8 +223,6 @@ package final class HeapMapping {
             taken.append(contentsOf: buffer[0..<count])
         }
         taken.sort()
-        var result: [DirtyPage] = []
-        result.reserveCapacity(taken.count)
         for page in taken {
             var previous: UInt8 = 0
             // A failed mprotect leaves the page writable and dirty-less; put it back in the set
@@ -227,10 +234,9 @@ package final class HeapMapping {
             let diff = PageDiff.make(
                 twin: UnsafeRawBufferPointer(start: twinPage(page), count: pageSize),
                 page: UnsafeRawBufferPointer(start: aliasPage(page), count: pageSize))
+            each(page, UnsafeRawPointer(twinPage(page)), diff)
             CGallocyRuntime_collect_end(page, previous)
-            result.append(DirtyPage(page: page, diff: diff))
         }
-        return result
     }
 
     /// Applies a committed diff to a page: through the alias, and into the page's twin if the page

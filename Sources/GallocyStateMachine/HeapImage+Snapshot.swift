@@ -30,12 +30,17 @@ extension HeapImage {
         writer.write(settings.heapBase)
         writer.write(settings.heapSize)
         writer.write(settings.pageSize)
-        let pages = nonZeroPages()
-        writer.write(UInt64(pages.count))
+        // The count comes first: the records are written after it and the count patched in.
+        let countAt = writer.bytes.count
+        writer.write(UInt64(0))
+        var count: UInt64 = 0
         withUnsafeTemporaryAllocation(byteCount: bound, alignment: 8) { scratch in
             let destination = scratch.baseAddress.unsafelyUnwrapped.assumingMemoryBound(to: CChar.self)
-            for page in pages {
-                let source = UnsafeRawPointer(base + page * pageSize).assumingMemoryBound(to: CChar.self)
+            // Through `forEachNonZeroPage`, so that an image under a runtime writer snapshots the
+            // committed contents, never an application's uncommitted writes.
+            forEachNonZeroPage { page, bytes in
+                count += 1
+                let source = bytes.baseAddress.unsafelyUnwrapped.assumingMemoryBound(to: CChar.self)
                 let written = LZ4_compress_default(source, destination, Int32(pageSize), Int32(bound))
                 // LZ4 cannot fail with a destination of LZ4_compressBound bytes.
                 precondition(written > 0, "LZ4_compress_default failed on a \(pageSize)-byte page")
@@ -44,6 +49,7 @@ extension HeapImage {
                 writer.writeRaw(UnsafeRawBufferPointer(start: scratch.baseAddress, count: Int(written)))
             }
         }
+        writer.patch(count, at: countAt)
         writer.appendChecksum()
         return writer.bytes
     }
@@ -61,6 +67,7 @@ extension HeapImage {
             throw StateMachineError(
                 .badSnapshot, "the heap snapshot is of a heap with \(snapshot.settings), this heap has \(settings)")
         }
+        if writer != nil { return restoreThroughWriter(snapshot) }
         zeroAll()
         snapshot.bytes.withUnsafeBytes { buffer in
             let source = buffer.baseAddress.unsafelyUnwrapped

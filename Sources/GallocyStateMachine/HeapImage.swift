@@ -35,6 +35,10 @@ package final class HeapImage {
     package let ownsMemory: Bool
     /// The pages that may hold non-zero bytes (see `TouchedPages`).
     var touched: TouchedPages
+    /// When set, every change goes through it and every read sees its committed contents (the
+    /// runtime, whose application also maps this memory: see `HeapImageWriter`). Set it before
+    /// the first change; nil for the node's and the log tool's private images.
+    package var writer: (any HeapImageWriter)?
 
     /// A heap in a fresh anonymous mapping (`mmap(PROT_READ|PROT_WRITE,
     /// MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE)`): every byte reads as zero, and pages cost memory
@@ -139,7 +143,38 @@ package final class HeapImage {
     package func read(address: UInt64, length: Int) throws(StateMachineError) -> [UInt8] {
         guard length >= 0 else { throw StateMachineError(.invalidArgument, "read of \(length) bytes") }
         let offset = try offset(of: address, length: UInt64(length))
-        return [UInt8](UnsafeRawBufferPointer(start: base + offset, count: length))
+        guard writer != nil else { return [UInt8](UnsafeRawBufferPointer(start: base + offset, count: length)) }
+        return [UInt8](unsafeUninitializedCapacity: length) { buffer, initialized in
+            copyCommitted(offset: offset, count: length, into: UnsafeMutableRawPointer(buffer.baseAddress!))
+            initialized = length
+        }
+    }
+
+    /// Copies the committed bytes [offset, offset + count) into `target`, page by page through the
+    /// writer when there is one.
+    func copyCommitted(offset: Int, count: Int, into target: UnsafeMutableRawPointer) {
+        guard let writer else {
+            target.copyMemory(from: base + offset, byteCount: count)
+            return
+        }
+        var done = 0
+        while done < count {
+            let page = (offset + done) / pageSize
+            let within = (offset + done) - page * pageSize
+            let chunk = min(count - done, pageSize - within)
+            writer.withCommittedPage(page) { bytes in
+                (target + done).copyMemory(from: bytes.baseAddress.unsafelyUnwrapped + within, byteCount: chunk)
+            }
+            done += chunk
+        }
+    }
+
+    /// Calls `body` with the committed bytes of page `page`.
+    func withCommittedPage<R>(_ page: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        guard let writer else { return body(UnsafeRawBufferPointer(pageBytes(page))) }
+        var result: R?
+        writer.withCommittedPage(page) { result = body($0) }
+        return result.unsafelyUnwrapped
     }
 
     /// Calls `body` with the `length` bytes at `address`, without copying them; the buffer is
@@ -149,7 +184,11 @@ package final class HeapImage {
     {
         guard length >= 0 else { throw StateMachineError(.invalidArgument, "read of \(length) bytes") }
         let offset = try offset(of: address, length: UInt64(length))
-        return body(UnsafeRawBufferPointer(start: base + offset, count: length))
+        guard writer != nil else { return body(UnsafeRawBufferPointer(start: base + offset, count: length)) }
+        return withUnsafeTemporaryAllocation(byteCount: max(length, 1), alignment: 8) { scratch in
+            copyCommitted(offset: offset, count: length, into: scratch.baseAddress.unsafelyUnwrapped)
+            return body(UnsafeRawBufferPointer(start: scratch.baseAddress, count: length))
+        }
     }
 
     // MARK: Writes
@@ -181,6 +220,24 @@ package final class HeapImage {
     /// Applies diffs that `validate(_:)` accepted. Each diff still checks itself before it
     /// writes (`PageDiff.apply(to:)`), so a failure here is a bug, never a corrupt heap page.
     func applyValidated(_ writes: [PageWrite]) throws(StateMachineError) {
+        if let writer {
+            let pages = Array(Set(writes.map { Int($0.page) })).sorted()
+            writer.beginChange(pages: pages)
+            defer { writer.endChange() }
+            for write in writes {
+                let page = Int(write.page)
+                touched.insert(page)
+                do {
+                    try write.diff.forEachRun(pageSize: pageSize) { offset, bytes in
+                        writer.commit(offset: page * pageSize + offset, bytes: bytes)
+                    }
+                } catch {
+                    throw StateMachineError(
+                        .invalidArgument, "the diff of page \(write.page) failed after it validated: \(error)")
+                }
+            }
+            return
+        }
         for write in writes {
             touched.insert(Int(write.page))
             do {
@@ -196,6 +253,10 @@ package final class HeapImage {
     package func write(_ bytes: [UInt8], at address: UInt64) throws(StateMachineError) {
         let offset = try offset(of: address, length: UInt64(bytes.count))
         noteWritten(offset: offset, count: bytes.count)
+        if writer != nil {
+            bytes.withUnsafeBytes { commitThroughWriter(offset: offset, bytes: $0) }
+            return
+        }
         bytes.withUnsafeBytes { source in
             guard let from = source.baseAddress else { return }
             (base + offset).copyMemory(from: from, byteCount: source.count)
@@ -209,8 +270,7 @@ package final class HeapImage {
     package func atomicOutcome(address: UInt64, op: AtomicOp) throws(StateMachineError) -> (
         ok: Bool, old: UInt64, new: UInt64
     ) {
-        let offset = try wordOffset(address)
-        let old = UInt64(littleEndian: base.load(fromByteOffset: offset, as: UInt64.self))
+        let old = try word(at: address)
         switch op {
         case .compareAndSwap(let expect, let value):
             return old == expect ? (true, old, value) : (false, old, old)
@@ -236,13 +296,20 @@ package final class HeapImage {
     package func store(word value: UInt64, at address: UInt64) throws(StateMachineError) {
         let offset = try wordOffset(address)
         touched.insert(offset / pageSize)
+        if writer != nil {
+            withUnsafeBytes(of: value.littleEndian) { commitThroughWriter(offset: offset, bytes: $0) }
+            return
+        }
         base.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt64.self)
     }
 
     /// The 8-byte word, little-endian, at `address`.
     package func word(at address: UInt64) throws(StateMachineError) -> UInt64 {
         let offset = try wordOffset(address)
-        return UInt64(littleEndian: base.load(fromByteOffset: offset, as: UInt64.self))
+        guard writer != nil else { return UInt64(littleEndian: base.load(fromByteOffset: offset, as: UInt64.self)) }
+        var value: UInt64 = 0
+        withUnsafeMutableBytes(of: &value) { copyCommitted(offset: offset, count: 8, into: $0.baseAddress.unsafelyUnwrapped) }
+        return UInt64(littleEndian: value)
     }
 
     private func wordOffset(_ address: UInt64) throws(StateMachineError) -> Int {
@@ -284,6 +351,7 @@ package final class HeapImage {
 
     private func zero(offset: Int, count: Int) {
         guard count > 0 else { return }
+        if writer != nil { return zeroThroughWriter(offset: offset, count: count) }
         let end = offset + count
         // Whole pages first collected into runs, so that an owned mapping can drop a run with
         // one madvise; partial pages at either end are cleared by stores.
@@ -374,16 +442,28 @@ package final class HeapImage {
 
     /// Whether page `page` holds only zeros.
     package func isZeroPage(_ page: Int) -> Bool {
-        Self.isZero(UnsafeRawBufferPointer(pageBytes(page)))
+        withCommittedPage(page) { Self.isZero($0) }
     }
 
     /// Calls `body` with each page that holds a byte that is not zero, in page order, with its
     /// bytes (valid only inside `body`).
     package func forEachNonZeroPage<E: Error>(_ body: (Int, UnsafeRawBufferPointer) throws(E) -> Void) throws(E) {
         // Pages outside `touched` are zero: only those in it are read.
+        guard writer != nil else {
+            try touched.forEach(in: 0..<pageCount) { (page) throws(E) in
+                let bytes = UnsafeRawBufferPointer(pageBytes(page))
+                if !Self.isZero(bytes) { try body(page, bytes) }
+            }
+            return
+        }
+        // Through the writer, each page is copied while the writer holds it, so that `body` sees
+        // one consistent committed page even while the application writes its own copy.
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: pageSize, alignment: 16)
+        defer { scratch.deallocate() }
+        let copy = UnsafeRawBufferPointer(start: scratch, count: pageSize)
         try touched.forEach(in: 0..<pageCount) { (page) throws(E) in
-            let bytes = UnsafeRawBufferPointer(pageBytes(page))
-            if !Self.isZero(bytes) { try body(page, bytes) }
+            copyCommitted(offset: page * pageSize, count: pageSize, into: scratch)
+            if !Self.isZero(copy) { try body(page, copy) }
         }
     }
 

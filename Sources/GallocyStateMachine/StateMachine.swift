@@ -27,7 +27,7 @@ package final class StateMachine {
     package private(set) var appliedIndex: UInt64 = 0
     /// Makes the heap when the bootstrap entry is applied (or a snapshot restored into a state
     /// machine without a heap).
-    private let makeHeap: HeapFactory
+    package let makeHeap: HeapFactory
 
     /// Makes the heap image for the bootstrap settings: by default an anonymous mapping the
     /// image owns; the runtime passes one that wraps its memfd's writable alias.

@@ -15,6 +15,18 @@ struct NodeCommand: ParsableCommand {
             shut down gracefully. See docs/operations.md.
             """)
 
+    @OptionGroup var flags: NodeFlags
+
+    func run() throws {
+        let configuration = try flags.makeConfiguration()
+        let status = NodeProcess.run(configuration)
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+/// The flags of a member, shared by `gallocy node` and the `gallocy example` commands (a process
+/// running an example is a member too).
+struct NodeFlags: ParsableArguments {
     @Option(help: "This member's id, a positive integer unique in the cluster.") var id: UInt64
     @Option(help: "The data directory (created if missing).") var data: String
     @Option(help: "host:port for peer (Raft) traffic.") var listen: String
@@ -32,7 +44,7 @@ struct NodeCommand: ParsableCommand {
     @Option(name: .customLong("tick-ms"), help: ArgumentHelp("Milliseconds per Raft tick.", visibility: .hidden))
     var tickMillis: Int = 100
 
-    func validate() throws {
+    mutating func validate() throws {
         guard id > 0 else { throw ValidationError("--id must be a positive integer") }
         guard !data.isEmpty else { throw ValidationError("--data must name a directory") }
         guard NodeProcess.logLevels.contains(logLevel) else {
@@ -40,12 +52,6 @@ struct NodeCommand: ParsableCommand {
         }
         guard snapshotEvery > 0 else { throw ValidationError("--snapshot-every must be positive") }
         guard (1...10_000).contains(tickMillis) else { throw ValidationError("--tick-ms must be in 1...10000") }
-    }
-
-    func run() throws {
-        let configuration = try makeConfiguration()
-        let status = NodeProcess.run(configuration)
-        if status != 0 { throw ExitCode(status) }
     }
 
     func makeConfiguration() throws -> NodeConfiguration {

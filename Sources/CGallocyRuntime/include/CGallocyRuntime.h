@@ -103,6 +103,21 @@ uint8_t CGallocyRuntime_apply_begin(size_t page);
 /// Ends the application: the page returns to `previous` (what `apply_begin` returned).
 void CGallocyRuntime_apply_end(size_t page, uint8_t previous);
 
+/// Holds a page for the apply path, whatever its stable state (also a REQUESTED page, which keeps
+/// its parked threads parked): the page is APPLYING until `hold_end`, and threads that fault on it
+/// park. With `hide`, a READ_ONLY or WRITABLE page is also made inaccessible (`*hidden` says
+/// whether it was), so that application threads do not see its bytes change one at a time.
+/// Returns the state before, to hand to `hold_end`.
+uint8_t CGallocyRuntime_hold_begin(size_t page, int hide, int *hidden);
+
+/// Ends a hold: restores the protection if the page was hidden and puts `previous` back. Returns
+/// 0, or the errno of a failed mprotect (the page is then left NONE). Does not wake parked
+/// threads: call `CGallocyRuntime_wake_parked` once after ending the holds of one change.
+int CGallocyRuntime_hold_end(size_t page, uint8_t previous, int hidden);
+
+/// Wakes every thread parked in the handler (on a held or a requested page) to retry.
+void CGallocyRuntime_wake_parked(void);
+
 // MARK: - Fault service
 
 /// Waits for the next fault-service request and stores its page in `*page` and whether the

@@ -30,7 +30,7 @@ package enum MembershipRecord {
         case .addLearner, .addVoter:
             let address = String(decoding: context, as: UTF8.self)
             members.append(
-                Member(
+                GallocyStateMachine.Member(
                     id: change.node, role: change.kind == .addVoter ? "voter" : "learner",
                     address: address.isEmpty ? nil : address))
         case .remove:

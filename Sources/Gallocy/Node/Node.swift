@@ -32,7 +32,12 @@ package final class Node: Sendable {
 
     /// Opens the data directory (bootstrapping it on a founding member's first start), rebuilds
     /// the state machine from the snapshot, and starts the driver, the transport and the HTTP API.
-    package static func start(_ configuration: NodeConfiguration, logger: Logger) async throws(NodeError) -> Node {
+    ///
+    /// `makeHeap` makes the heap image once the cluster's settings are known: by default a
+    /// private mapping; an in-process member (`Member`) passes one over its runtime heap.
+    package static func start(
+        _ configuration: NodeConfiguration, logger: Logger, makeHeap: StateMachine.HeapFactory? = nil
+    ) async throws(NodeError) -> Node {
         let storage: RaftStorage
         do {
             storage = try RaftStorage(path: configuration.dataDirectory)
@@ -70,7 +75,7 @@ package final class Node: Sendable {
         }
         let machine: StateMachine
         do {
-            machine = try StateMachine(company: 0)
+            machine = try makeHeap.map { try StateMachine(company: 0, makeHeap: $0) } ?? StateMachine(company: 0)
             if storage.snapshot != nil, let (_, data) = try storage.readSnapshot(), !data.isEmpty {
                 try machine.restore(from: data)
             }

@@ -49,6 +49,15 @@ package final class RaftDriver: @unchecked Sendable {
         var deadline: ContinuousClock.Instant
         var lastSent: ContinuousClock.Instant?
         var resume: (Result<StateMachine.AppliedEntry, APIError>) -> Void
+        /// Called on the driver thread right after the entry applied, before the next entry
+        /// applies (the runtime finishes its releases there); then `resume` is called.
+        var onApplied: ((StateMachine.AppliedEntry) -> Void)?
+    }
+
+    struct BarrierWaiter {
+        var name: String
+        var generation: UInt64
+        var resume: (Result<Void, APIError>) -> Void
     }
 
     struct ReadWaiter {
@@ -91,6 +100,7 @@ package final class RaftDriver: @unchecked Sendable {
     private var nextReadContext: UInt64 = 1
     private var reads: [UInt64: ReadWaiter] = [:]
     private var confWaiters: [UInt64: ConfWaiter] = [:]
+    private var barrierWaiters: [BarrierWaiter] = []
     /// Once per term at once, then every 2 s while the settings have not applied.
     private var lastBootstrapProposal: (term: UInt64, at: ContinuousClock.Instant)?
     private var lastLockCheck: ContinuousClock.Instant?
@@ -246,6 +256,9 @@ package final class RaftDriver: @unchecked Sendable {
         let r = reads
         reads = [:]
         for waiter in r.values { waiter.run(self, error) }
+        let b = barrierWaiters
+        barrierWaiters = []
+        for waiter in b { waiter.resume(.failure(error)) }
         let c = confWaiters
         confWaiters = [:]
         for waiter in c.values { waiter.resume(.failure(error)) }
@@ -257,6 +270,7 @@ package final class RaftDriver: @unchecked Sendable {
     /// this member (or with 503/504 at the deadline). Driver thread only.
     func propose(
         _ body: CommandBody, deadline: ContinuousClock.Instant,
+        onApplied: ((StateMachine.AppliedEntry) -> Void)? = nil,
         resume: @escaping (Result<StateMachine.AppliedEntry, APIError>) -> Void
     ) {
         guard !stopped else { return resume(.failure(.unavailable("the member is shutting down"))) }
@@ -264,7 +278,8 @@ package final class RaftDriver: @unchecked Sendable {
         nextSequence += 1
         let command = Command(company: 0, client: ClientTag(session: session, sequence: sequence), body: body)
         var waiter = ProposalWaiter(
-            command: command, bytes: CommandCodec.encode(command), deadline: deadline, lastSent: nil, resume: resume)
+            command: command, bytes: CommandCodec.encode(command), deadline: deadline, lastSent: nil, resume: resume,
+            onApplied: onApplied)
         send(&waiter)
         proposals[sequence] = waiter
     }
@@ -535,7 +550,33 @@ package final class RaftDriver: @unchecked Sendable {
             if node.role == .leader && machine.settings == nil { maybeProposeBootstrap(now: clock.now) }
         }
         answerReads()
+        answerBarriers()
         maybeSnapshot()
+    }
+
+    // MARK: - Barriers
+
+    /// Calls `resume` on the driver thread once barrier `name` has opened its generation
+    /// `generation` on this member (its generation is above it), or with an error when the
+    /// member stops. No deadline: a barrier waits for the slowest participant.
+    func waitForBarrier(name: String, generation: UInt64, resume: @escaping (Result<Void, APIError>) -> Void) {
+        guard !stopped else { return resume(.failure(.unavailable("the member is shutting down"))) }
+        barrierWaiters.append(BarrierWaiter(name: name, generation: generation, resume: resume))
+        answerBarriers()
+    }
+
+    private func answerBarriers() {
+        guard !barrierWaiters.isEmpty else { return }
+        var waiting: [BarrierWaiter] = []
+        for waiter in barrierWaiters {
+            let state = try? machine.pageTable.barrier(company: 0, name: waiter.name)
+            if let state, state.generation > waiter.generation {
+                waiter.resume(.success(()))
+            } else {
+                waiting.append(waiter)
+            }
+        }
+        barrierWaiters = waiting
     }
 
     private func answerReads() {
@@ -575,7 +616,7 @@ package final class RaftDriver: @unchecked Sendable {
     func restoreMachine(from data: [UInt8]) throws(NodeError) {
         do {
             if data.isEmpty {
-                machine = try StateMachine(company: 0)
+                machine = try StateMachine(company: 0, makeHeap: machine.makeHeap)
             } else {
                 try machine.restore(from: data)
             }
@@ -623,6 +664,7 @@ package final class RaftDriver: @unchecked Sendable {
             return
         }
         proposals[client.sequence] = nil
+        waiter.onApplied?(applied)
         waiter.resume(.success(applied))
     }
 

@@ -1,0 +1,273 @@
+import CGallocyRuntime
+import GallocyCodec
+import GallocyStateMachine
+import Synchronization
+
+/// The shared heap of a process that runs the application: the mappings (`HeapMapping`), the
+/// state machine's view of them (it is the `HeapImageWriter` of the member's `HeapImage`), and the
+/// releases in flight.
+///
+/// Two parties change the heap's memory:
+///
+/// - **the application**, through the view: its first write to a page takes a twin (the fault
+///   handler), and a release (`beginRelease()`) diffs its dirty pages into one proposal;
+/// - **the apply path** (the member's driver thread), through the alias: every committed entry.
+///
+/// The rules that keep them apart (docs/consistency.md):
+///
+/// 1. The pages of one committed entry change together: `beginChange(pages:)` holds every page
+///    (APPLYING) and hides the readable ones (no access) until `endChange()`; application threads
+///    that touch them park in the handler and retry once the entry is written.
+/// 2. A committed byte never undoes a local uncommitted one: on a dirty page, a committed byte
+///    goes into the twin, and into the page only where the application has not changed the byte
+///    since the twin was taken. The local value is published by the next release, later in the
+///    log, so every member ends with it.
+/// 3. A release whose entry is rejected (its lock's lease expired) publishes nothing and its bytes
+///    go back to their committed values here too: each release keeps the committed contents of
+///    its pages (a copy of the twins, kept up to date by rule 2) until its entry is applied, and a
+///    rejected one is undone by committing those contents back over its runs.
+///
+/// The committed contents of a page (what snapshots, digests and linearizable reads report) are
+/// the oldest in-flight release's copy if there is one, else the twin if the page is dirty, else
+/// the page itself.
+///
+/// `@unchecked Sendable`: the change state is touched only by the apply path (one thread at a
+/// time), the releases book is behind a `Mutex`, and the pages themselves are arbitrated by the C
+/// runtime's per-page states.
+package final class RuntimeHeap: HeapImageWriter, @unchecked Sendable {
+    package let mapping: HeapMapping
+    private let pageSize: Int
+    /// Whether changes hide their pages from the application while they are written (always, but
+    /// for a benchmark that measures what hiding costs).
+    package let hidesChanges: Bool
+
+    /// The pages held by the current change, with their state before and whether they are hidden.
+    private var held: [Int: (previous: UInt8, hidden: Int32)] = [:]
+    private var heldOrder: [Int] = []
+
+    private let book = Mutex(ReleaseBook())
+    private let counters = Mutex(Counters())
+
+    package struct Counters: Sendable, Equatable {
+        /// Releases proposed (with at least one changed page), accepted and undone.
+        package var releases = 0
+        package var accepted = 0
+        package var undone = 0
+        /// Changes (committed entries, or parts of a restore) written through the writer.
+        package var changes = 0
+        /// Pages held and hidden by changes.
+        package var pagesHeld = 0
+        package var pagesHidden = 0
+    }
+
+    package init(mapping: HeapMapping, hidesChanges: Bool = true) {
+        self.mapping = mapping
+        self.pageSize = mapping.pageSize
+        self.hidesChanges = hidesChanges
+    }
+
+    package var counterValues: Counters { counters.withLock { $0 } }
+
+    // MARK: - The writer (the apply path)
+
+    package func beginChange(pages: [Int]) {
+        precondition(held.isEmpty, "a heap change began inside another")
+        for page in pages where held[page] == nil {
+            var hidden: Int32 = 0
+            let previous = CGallocyRuntime_hold_begin(page, hidesChanges ? 1 : 0, &hidden)
+            held[page] = (previous, hidden)
+            heldOrder.append(page)
+        }
+        let hiddenCount = held.values.reduce(0) { $0 + Int($1.hidden) }
+        counters.withLock {
+            $0.changes += 1
+            $0.pagesHeld += held.count
+            $0.pagesHidden += hiddenCount
+        }
+    }
+
+    package func commit(offset: Int, bytes: UnsafeRawBufferPointer) {
+        let page = offset / pageSize
+        let within = offset - page * pageSize
+        precondition(within + bytes.count <= pageSize, "a commit crosses a page boundary")
+        guard let state = held[page] else { preconditionFailure("commit to page \(page), which the change does not hold") }
+        let source = bytes.baseAddress.unsafelyUnwrapped
+        let alias = mapping.aliasPage(page) + within
+        if state.previous == PageAccess.readWrite.rawValue {
+            Self.commitToDirtyPage(alias: alias, twin: mapping.twinPage(page) + within, new: source, count: bytes.count)
+        } else {
+            alias.copyMemory(from: source, byteCount: bytes.count)
+        }
+        book.withLock { book in
+            guard let records = book.byPage[page] else { return }
+            for record in records {
+                record.committed[page].unsafelyUnwrapped.advanced(by: within).copyMemory(from: source, byteCount: bytes.count)
+            }
+        }
+    }
+
+    package func endChange() {
+        var failed: [Int] = []
+        for page in heldOrder {
+            let state = held[page].unsafelyUnwrapped
+            if CGallocyRuntime_hold_end(page, state.previous, state.hidden) != 0 { failed.append(page) }
+        }
+        held.removeAll(keepingCapacity: true)
+        heldOrder.removeAll(keepingCapacity: true)
+        CGallocyRuntime_wake_parked()
+        // A page whose protection could not be restored was left with no access (state NONE);
+        // in the release mode such a page is served by the fault service, so nothing is lost.
+        _ = failed
+    }
+
+    package func withCommittedPage(_ page: Int, _ body: (UnsafeRawBufferPointer) -> Void) {
+        // Inside a change the page may be held already: then it stays held.
+        var previous: UInt8
+        var ownHold = false
+        var hidden: Int32 = 0
+        if let state = held[page] {
+            previous = state.previous
+        } else {
+            previous = CGallocyRuntime_hold_begin(page, 0, &hidden)
+            ownHold = true
+        }
+        defer {
+            if ownHold {
+                _ = CGallocyRuntime_hold_end(page, previous, hidden)
+                CGallocyRuntime_wake_parked()
+            }
+        }
+        let pending: UnsafeMutableRawPointer? = book.withLock { $0.byPage[page]?.first?.committed[page] }
+        if let pending {
+            body(UnsafeRawBufferPointer(start: pending, count: pageSize))
+        } else if previous == PageAccess.readWrite.rawValue {
+            body(UnsafeRawBufferPointer(start: mapping.twinPage(page), count: pageSize))
+        } else {
+            body(UnsafeRawBufferPointer(start: mapping.aliasPage(page), count: pageSize))
+        }
+    }
+
+    /// Rule 2 for `count` bytes of a dirty page: each committed byte goes into the twin, and into
+    /// the page where the page still equals the twin (the application has not changed it).
+    /// Eight bytes at a time where the whole word is untouched.
+    static func commitToDirtyPage(
+        alias: UnsafeMutableRawPointer, twin: UnsafeMutableRawPointer, new: UnsafeRawPointer, count: Int
+    ) {
+        var i = 0
+        while i + 8 <= count {
+            let a = alias.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            let t = twin.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            let n = new.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            if a == t {
+                alias.storeBytes(of: n, toByteOffset: i, as: UInt64.self)
+            } else {
+                for k in i..<i + 8 where alias.load(fromByteOffset: k, as: UInt8.self) == twin.load(fromByteOffset: k, as: UInt8.self) {
+                    alias.storeBytes(of: new.load(fromByteOffset: k, as: UInt8.self), toByteOffset: k, as: UInt8.self)
+                }
+            }
+            twin.storeBytes(of: n, toByteOffset: i, as: UInt64.self)
+            i += 8
+        }
+        while i < count {
+            let n = new.load(fromByteOffset: i, as: UInt8.self)
+            if alias.load(fromByteOffset: i, as: UInt8.self) == twin.load(fromByteOffset: i, as: UInt8.self) {
+                alias.storeBytes(of: n, toByteOffset: i, as: UInt8.self)
+            }
+            twin.storeBytes(of: n, toByteOffset: i, as: UInt8.self)
+            i += 1
+        }
+    }
+
+    // MARK: - Releases (application threads)
+
+    /// A release taken out of the dirty set, to be proposed as one write entry.
+    package struct Release: Sendable {
+        /// Identifies the release to `finishRelease(_:accepted:)`.
+        package let id: UInt64
+        /// One diff per changed page, in page order.
+        package let writes: [PageWrite]
+    }
+
+    /// Takes every dirty page of the process (DESIGN "How a write flows", step 2): write-protects
+    /// it, diffs it against its twin, and keeps a copy of the twin (its committed contents) until
+    /// the release is finished. Returns nil when no page changed. Pages dirtied while this runs
+    /// belong to the next release.
+    package func beginRelease() -> Release? {
+        let record = ReleaseRecord(id: book.withLock { book in
+            book.nextID += 1
+            return book.nextID
+        })
+        var writes: [PageWrite] = []
+        mapping.collectDirty { page, twin, diff in
+            // The page is COLLECTING here, so no committed entry is applied to it meanwhile:
+            // registering the copy now means every later one updates it.
+            guard diff.rawLength > 0 else { return }
+            let copy = UnsafeMutableRawPointer.allocate(byteCount: pageSize, alignment: 16)
+            copy.copyMemory(from: twin, byteCount: pageSize)
+            book.withLock { book in
+                record.committed[page] = copy
+                book.byPage[page, default: []].append(record)
+            }
+            writes.append(PageWrite(page: UInt64(page), diff: diff))
+        }
+        guard !writes.isEmpty else { return nil }
+        record.writes = writes
+        book.withLock { $0.records[record.id] = record }
+        counters.withLock { $0.releases += 1 }
+        return Release(id: record.id, writes: writes)
+    }
+
+    /// Ends release `id` once its entry applied here: `accepted` drops its copies; a rejected
+    /// release is undone (rule 3). Must run on the apply path right after that entry, before the
+    /// next one.
+    package func finishRelease(_ id: UInt64, accepted: Bool) {
+        guard let record = book.withLock({ book -> ReleaseRecord? in
+            guard let record = book.records.removeValue(forKey: id) else { return nil }
+            for page in record.committed.keys {
+                book.byPage[page]?.removeAll { $0 === record }
+                if book.byPage[page]?.isEmpty == true { book.byPage[page] = nil }
+            }
+            return record
+        }) else { return }
+        defer { record.deallocate() }
+        counters.withLock { accepted ? ($0.accepted += 1) : ($0.undone += 1) }
+        guard !accepted else { return }
+        let pages = record.writes.map { Int($0.page) }
+        beginChange(pages: pages)
+        defer { endChange() }
+        for write in record.writes {
+            let page = Int(write.page)
+            let committed = UnsafeRawPointer(record.committed[page].unsafelyUnwrapped)
+            // Made here from two pages of `pageSize` bytes: it always decodes.
+            try? write.diff.forEachRun(pageSize: pageSize) { offset, bytes in
+                commit(
+                    offset: page * pageSize + offset,
+                    bytes: UnsafeRawBufferPointer(start: committed + offset, count: bytes.count))
+            }
+        }
+    }
+
+    /// Releases whose entries have not applied yet.
+    package var releasesInFlight: Int { book.withLock { $0.records.count } }
+}
+
+/// A release in flight: its writes and the committed contents of its pages.
+private final class ReleaseRecord {
+    let id: UInt64
+    var writes: [PageWrite] = []
+    var committed: [Int: UnsafeMutableRawPointer] = [:]
+
+    init(id: UInt64) { self.id = id }
+
+    func deallocate() {
+        for pointer in committed.values { pointer.deallocate() }
+        committed = [:]
+    }
+}
+
+/// The releases in flight, by id and by page (oldest first).
+private struct ReleaseBook: @unchecked Sendable {
+    var nextID: UInt64 = 0
+    var records: [UInt64: ReleaseRecord] = [:]
+    var byPage: [Int: [ReleaseRecord]] = [:]
+}
