@@ -330,26 +330,36 @@ public final class Member: Sendable {
     /// Publishes this process's writes, then waits until `participants` members (this one
     /// included) have arrived at barrier `name`. Once it returns, every write published before
     /// any participant arrived is visible here.
-    public func barrier(_ name: String, participants: Int) async throws(MemberError) {
+    ///
+    /// `generation` makes the arrival safe to repeat after a crash: the barrier's generations are
+    /// counted from 0 (the first time it opens ends generation 0), and an arrival for a generation
+    /// that already opened returns at once instead of joining the next one. A program that
+    /// resumes after a restart passes the generation it is at (its iteration, say); without it,
+    /// the arrival is for whatever generation is current.
+    public func barrier(_ name: String, participants: Int, generation: UInt64? = nil) async throws(MemberError) {
         guard participants > 0, participants <= Int(UInt32.max) else {
             throw MemberError(.invalidArgument, "barrier \(name) with \(participants) participants")
         }
         try await commit()
         let applied: StateMachine.AppliedEntry
         do {
-            applied = try await node.commit(.barrierArrive(name: name, participants: UInt32(participants), member: id))
+            applied = try await node.commit(barrierCommand(name, participants: UInt32(participants), generation: generation))
         } catch { throw MemberError(error) }
-        guard case .barrier(let opened, let generation) = applied.result else {
+        guard case .barrier(let opened, let arrivedAt) = applied.result else {
             throw MemberError(.unavailable, "unexpected result \(applied.result)")
         }
         if opened { return }
         let outcome: Result<Void, APIError> = await withCheckedContinuation { continuation in
             let accepted = node.driver.submit { driver in
-                driver.waitForBarrier(name: name, generation: generation) { continuation.resume(returning: $0) }
+                driver.waitForBarrier(name: name, generation: arrivedAt) { continuation.resume(returning: $0) }
             }
             if !accepted { continuation.resume(returning: .failure(.unavailable("the member is shutting down"))) }
         }
         if case .failure(let error) = outcome { throw MemberError(error) }
+    }
+
+    private func barrierCommand(_ name: String, participants: UInt32, generation: UInt64?) -> CommandBody {
+        .barrierArrive(name: name, participants: participants, member: id)
     }
 
     // MARK: - Atomics
