@@ -18,10 +18,11 @@ import Synchronization
 /// 1. The pages of one committed entry change together: `beginChange(pages:)` holds every page
 ///    (APPLYING) and hides the readable ones (no access) until `endChange()`; application threads
 ///    that touch them park in the handler and retry once the entry is written.
-/// 2. A committed byte never undoes a local uncommitted one: on a dirty page, a committed byte
-///    goes into the twin, and into the page only where the application has not changed the byte
-///    since the twin was taken. The local value is published by the next release, later in the
-///    log, so every member ends with it.
+/// 2. A committed byte never undoes a local uncommitted one: a committed byte goes into the
+///    page only where the application has not changed it, that is where the page equals its
+///    base (the twin of a dirty page, else the copy kept by the newest release in flight on the
+///    page), and always into the base and the copies. The local value is published by a release
+///    later in the log, so every member ends with it.
 /// 3. A release whose entry is rejected (its lock's lease expired) publishes nothing and its bytes
 ///    go back to their committed values here too: each release keeps the committed contents of
 ///    its pages (a copy of the twins, kept up to date by rule 2) until its entry is applied, and a
@@ -93,13 +94,19 @@ package final class RuntimeHeap: HeapImageWriter, @unchecked Sendable {
         guard let state = held[page] else { preconditionFailure("commit to page \(page), which the change does not hold") }
         let source = bytes.baseAddress.unsafelyUnwrapped
         let alias = mapping.aliasPage(page) + within
-        if state.previous == PageAccess.readWrite.rawValue {
-            Self.commitToDirtyPage(alias: alias, twin: mapping.twinPage(page) + within, new: source, count: bytes.count)
-        } else {
-            alias.copyMemory(from: source, byteCount: bytes.count)
-        }
         book.withLock { book in
-            guard let records = book.byPage[page] else { return }
+            let records = book.byPage[page] ?? []
+            // The page as it was before the application's newest local writes: the twin of a
+            // dirty page, else the newest in-flight release's copy (its bytes differ from the
+            // page exactly where that release wrote). Bytes equal to it are not local.
+            let base: UnsafeMutableRawPointer? =
+                state.previous == PageAccess.readWrite.rawValue
+                ? mapping.twinPage(page) : records.last?.committed[page]
+            if let base {
+                Self.commitToDirtyPage(alias: alias, twin: base + within, new: source, count: bytes.count)
+            } else {
+                alias.copyMemory(from: source, byteCount: bytes.count)
+            }
             for record in records {
                 record.committed[page].unsafelyUnwrapped.advanced(by: within).copyMemory(from: source, byteCount: bytes.count)
             }
