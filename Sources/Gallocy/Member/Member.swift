@@ -237,23 +237,37 @@ public final class Member: Sendable {
         let clock = ContinuousClock()
         let deadline = wait.map { clock.now.advanced(by: $0) }
         while true {
-            let left = deadline.map { clock.now.duration(to: $0) } ?? .seconds(5)
-            let waitMillis = UInt64(max(0, min(5000, left.components.seconds * 1000)))
+            let applied: StateMachine.AppliedEntry
             do {
-                let epoch = try await node.lockAcquire(name: name, ttlMillis: ttl, waitMillis: waitMillis)
-                return SharedLock(name: name, epoch: epoch)
+                applied = try await node.commit(
+                    .lockAcquire(name: name, member: id, ttlMillis: ttl, now: RaftDriver.wallClockMillis()))
             } catch {
                 let mapped = MemberError(error)
-                switch mapped.code {
-                case .lockBusy, .timeout, .unavailable:
-                    if let deadline, clock.now >= deadline {
-                        throw MemberError(.lockBusy, "lock \(name) not granted within \(wait!): \(mapped.message)")
-                    }
-                    if mapped.code == .unavailable { try? await Task.sleep(for: .milliseconds(100)) }
-                    continue
-                default:
-                    throw mapped
+                guard mapped.code == .timeout || mapped.code == .unavailable else { throw mapped }
+                if let deadline, clock.now >= deadline { throw mapped }
+                try? await Task.sleep(for: .milliseconds(100))
+                continue
+            }
+            switch applied.result {
+            case .lockGranted(let epoch, _):
+                return SharedLock(name: name, epoch: epoch)
+            case .lockBusy(let holder, let epoch, _):
+                if let deadline, clock.now >= deadline {
+                    throw MemberError(.lockBusy, "lock \(name) is held by member \(holder) at epoch \(epoch)")
                 }
+                // Wait until this member sees the lock released or expired (or a second
+                // passes: the grant may go to someone else again), then ask again.
+                let until = min(deadline ?? .now.advanced(by: .seconds(1)), clock.now.advanced(by: .seconds(1)))
+                let _: Result<Void, APIError> = await withCheckedContinuation { continuation in
+                    let accepted = node.driver.submit { driver in
+                        driver.waitForLock(name: name, notHeldAt: epoch, deadline: until) {
+                            continuation.resume(returning: $0)
+                        }
+                    }
+                    if !accepted { continuation.resume(returning: .failure(.unavailable("the member is shutting down"))) }
+                }
+            default:
+                throw MemberError(.unavailable, "unexpected result \(applied.result)")
             }
         }
     }

@@ -60,6 +60,13 @@ package final class RaftDriver: @unchecked Sendable {
         var resume: (Result<Void, APIError>) -> Void
     }
 
+    struct LockWaiter {
+        var name: String
+        var epoch: UInt64
+        var deadline: ContinuousClock.Instant
+        var resume: (Result<Void, APIError>) -> Void
+    }
+
     struct ReadWaiter {
         var deadline: ContinuousClock.Instant
         var lastSent: ContinuousClock.Instant?
@@ -101,6 +108,7 @@ package final class RaftDriver: @unchecked Sendable {
     private var reads: [UInt64: ReadWaiter] = [:]
     private var confWaiters: [UInt64: ConfWaiter] = [:]
     private var barrierWaiters: [BarrierWaiter] = []
+    private var lockWaiters: [LockWaiter] = []
     /// Once per term at once, then every 2 s while the settings have not applied.
     private var lastBootstrapProposal: (term: UInt64, at: ContinuousClock.Instant)?
     private var lastLockCheck: ContinuousClock.Instant?
@@ -259,6 +267,9 @@ package final class RaftDriver: @unchecked Sendable {
         let b = barrierWaiters
         barrierWaiters = []
         for waiter in b { waiter.resume(.failure(error)) }
+        let l = lockWaiters
+        lockWaiters = []
+        for waiter in l { waiter.resume(.failure(error)) }
         let c = confWaiters
         confWaiters = [:]
         for waiter in c.values { waiter.resume(.failure(error)) }
@@ -426,6 +437,7 @@ package final class RaftDriver: @unchecked Sendable {
                 reads[fresh] = waiter
             }
         }
+        answerLocks(now: now)
         for (index, waiter) in confWaiters where now >= waiter.deadline {
             confWaiters[index] = nil
             waiter.resume(.failure(.timeout("the membership change was not committed in time; it may or may not take effect")))
@@ -565,7 +577,35 @@ package final class RaftDriver: @unchecked Sendable {
         answerBarriers()
     }
 
+    /// Calls `resume` on the driver thread once lock `name` is no longer held at `epoch` on this
+    /// member (released, expired by the leader, or taken over), or at `deadline` (success too:
+    /// the caller tries again either way). Lets a waiting member try to acquire when it may
+    /// succeed instead of proposing acquires on a timer.
+    func waitForLock(
+        name: String, notHeldAt epoch: UInt64, deadline: ContinuousClock.Instant,
+        resume: @escaping (Result<Void, APIError>) -> Void
+    ) {
+        guard !stopped else { return resume(.failure(.unavailable("the member is shutting down"))) }
+        lockWaiters.append(LockWaiter(name: name, epoch: epoch, deadline: deadline, resume: resume))
+        answerLocks(now: clock.now)
+    }
+
+    private func answerLocks(now: ContinuousClock.Instant) {
+        guard !lockWaiters.isEmpty else { return }
+        var waiting: [LockWaiter] = []
+        for waiter in lockWaiters {
+            let state = try? machine.pageTable.lock(company: 0, name: waiter.name)
+            if now >= waiter.deadline || !(state?.isHeld(at: waiter.epoch) ?? false) {
+                waiter.resume(.success(()))
+            } else {
+                waiting.append(waiter)
+            }
+        }
+        lockWaiters = waiting
+    }
+
     private func answerBarriers() {
+        answerLocks(now: clock.now)
         guard !barrierWaiters.isEmpty else { return }
         var waiting: [BarrierWaiter] = []
         for waiter in barrierWaiters {
