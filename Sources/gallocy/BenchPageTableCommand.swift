@@ -183,7 +183,7 @@ private struct PageTableBench {
         figures.append(
             try measure("barrier arrive (of 4)", on: table) { i in .barrierArrive(name: "b", participants: 4, member: UInt64(i % 4)) })
         figures.append(
-            try measure("barrier arrive at generation (of 4)", on: table) { i in
+            try measure("barrier arrive-at (of 4)", on: table) { i in
                 .barrierArriveAt(name: "g", participants: 4, member: UInt64(i % 4), generation: UInt64(i / 4))
             })
 
