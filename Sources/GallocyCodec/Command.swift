@@ -83,7 +83,18 @@ public enum CommandBody: Sendable, Hashable {
     /// The leader observed that the lease of `name` at `epoch` ran out.
     case lockExpire(name: String, epoch: UInt64)
     /// `member` arrives at barrier `name` of `participants`; the barrier opens when the count is reached.
+    ///
+    /// An arrival counts once per member and generation: a member that already arrived in the
+    /// barrier's current generation arriving again (a process restarted after a crash) changes
+    /// nothing. Without a generation, an arrival after the barrier opened counts for the next
+    /// generation; `barrierArriveAt` names the generation it means.
     case barrierArrive(name: String, participants: UInt32, member: UInt64)
+    /// `member` arrives at barrier `name` of `participants` in `generation`, the generation it
+    /// joined (the `generation` of the result of its first arrival, or the barrier's generation it
+    /// read). Safe to repeat after a crash: if that generation already opened the result says so
+    /// (`opened: true`) and nothing changes; a generation the barrier has not reached yet is
+    /// rejected (`invalidArgument`); the current generation is a `barrierArrive`.
+    case barrierArriveAt(name: String, participants: UInt32, member: UInt64, generation: UInt64)
     /// Point the named root `name` at `address` (0 removes it).
     case setRoot(name: String, address: UInt64)
 }

@@ -6,7 +6,9 @@
 /// Names (locks, barriers, roots) are a varint length and at most `maxNameLength` bytes of UTF-8.
 /// A page diff inside a write is `varint page | varint rawLength | varint compressed length |
 /// compressed`. Tags and layouts are part of the log format: a change to either is a new
-/// `version`, and old versions stay readable for as long as logs holding them may exist.
+/// `version`, and old versions stay readable for as long as logs holding them may exist. A new
+/// tag (a new body case) is not a change of either: it keeps the version, since what older
+/// builds wrote reads exactly as before, and an older build refuses the new tag (`unknownTag`).
 /// The layout of every body is described byte by byte in docs/formats.md.
 public enum CommandCodec {
     /// The format version this build writes and reads (byte 0 of every command).
@@ -29,6 +31,7 @@ public enum CommandCodec {
         case lockExpire = 9
         case barrierArrive = 10
         case setRoot = 11
+        case barrierArriveAt = 12
 
         /// How decoding errors name the command. A literal per case: interpolating the enum
         /// (`"\(tag)"`) goes through reflection, and decoding is on the replay hot path.
@@ -45,6 +48,7 @@ public enum CommandCodec {
             case .lockExpire: "lockExpire command"
             case .barrierArrive: "barrierArrive command"
             case .setRoot: "setRoot command"
+            case .barrierArriveAt: "barrierArriveAt command"
             }
         }
     }
@@ -123,6 +127,11 @@ public enum CommandCodec {
             writer.writeString(name)
             writer.writeVarint(UInt64(participants))
             writer.writeVarint(member)
+        case .barrierArriveAt(let name, let participants, let member, let generation):
+            writer.writeString(name)
+            writer.writeVarint(UInt64(participants))
+            writer.writeVarint(member)
+            writer.writeVarint(generation)
         case .setRoot(let name, let address):
             writer.writeString(name)
             writer.writeVarint(address)
@@ -158,7 +167,7 @@ public enum CommandCodec {
             if let releaseLock { try checkName(releaseLock, "released lock name") }
         case .lockAcquire(let name, _, _, _), .lockRelease(let name, _), .lockExpire(let name, _):
             try checkName(name, "lock name")
-        case .barrierArrive(let name, _, _):
+        case .barrierArrive(let name, _, _), .barrierArriveAt(let name, _, _, _):
             try checkName(name, "barrier name")
         case .setRoot(let name, _):
             try checkName(name, "root name")
@@ -264,6 +273,16 @@ public enum CommandCodec {
             }
             commandBody = .barrierArrive(
                 name: name, participants: participants, member: try reader.readVarint("\(what): member"))
+        case .barrierArriveAt:
+            let name = try readName(&reader, "\(what): barrier name")
+            let rawParticipants = try reader.readVarint("\(what): participants")
+            guard let participants = UInt32(exactly: rawParticipants) else {
+                throw CodecError(.invalidValue, "\(what): participants \(rawParticipants) does not fit 32 bits")
+            }
+            let member = try reader.readVarint("\(what): member")
+            commandBody = .barrierArriveAt(
+                name: name, participants: participants, member: member,
+                generation: try reader.readVarint("\(what): generation"))
         case .setRoot:
             let name = try readName(&reader, "\(what): root name")
             commandBody = .setRoot(name: name, address: try reader.readVarint("\(what): address"))
@@ -318,12 +337,13 @@ extension CommandBody {
         case .lockExpire: .lockExpire
         case .barrierArrive: .barrierArrive
         case .setRoot: .setRoot
+        case .barrierArriveAt: .barrierArriveAt
         }
     }
 
     /// A lowercase word naming the case, for the log tool's `type` field: `bootstrap`, `noop`,
     /// `alloc`, `free`, `write`, `atomic`, `lock_acquire`, `lock_release`, `lock_expire`,
-    /// `barrier`, `set_root`.
+    /// `barrier` (both kinds of arrival: `barrierArrive` and `barrierArriveAt`), `set_root`.
     public var kindName: String {
         switch self {
         case .bootstrap: "bootstrap"
@@ -335,7 +355,7 @@ extension CommandBody {
         case .lockAcquire: "lock_acquire"
         case .lockRelease: "lock_release"
         case .lockExpire: "lock_expire"
-        case .barrierArrive: "barrier"
+        case .barrierArrive, .barrierArriveAt: "barrier"
         case .setRoot: "set_root"
         }
     }

@@ -43,11 +43,32 @@ extension PageTable {
         return "lock \"\(name)\" is held by member \(holder) at epoch \(lock.epoch), not at epoch \(epoch)"
     }
 
-    func arrive(barrier name: String, participants: UInt32, company: Company, index: UInt64) throws(StateMachineError) -> ApplyResult {
+    /// An arrival of `member` at barrier `name`: `barrierArrive` (`generation` nil) or
+    /// `barrierArriveAt` (the generation the member means). Each member counts once per
+    /// generation; the arrival that brings the count to `participants` opens the barrier.
+    func arrive(
+        barrier name: String, participants: UInt32, member: UInt64, generation wanted: UInt64?, company: Company,
+        index: UInt64
+    ) throws(StateMachineError) -> ApplyResult {
         guard participants > 0 else {
             return .rejected(Rejection(.participantsMismatch, "barrier \"\(name)\" with 0 participants"))
         }
-        let current = try barrier(company: company, name: name)
+        let current = try barrierRow(company: company, name: name)
+        let generation = current?.generation ?? 0
+        if let wanted {
+            if wanted < generation {
+                // That generation opened already: the member is through it (it arrived before a
+                // crash, or the others got there without it). Nothing changes.
+                return .barrier(opened: true, generation: wanted)
+            }
+            if wanted > generation {
+                return .rejected(
+                    Rejection(
+                        .invalidArgument,
+                        "barrier \"\(name)\" is in generation \(generation); member \(member) cannot arrive in generation \(wanted), which has not begun"
+                    ))
+            }
+        }
         if let current, current.arrived > 0, current.participants != participants {
             return .rejected(
                 Rejection(
@@ -55,13 +76,24 @@ extension PageTable {
                     "barrier \"\(name)\" generation \(current.generation) has \(current.participants) participants, not \(participants)"
                 ))
         }
-        let generation = current?.generation ?? 0
+        if let current, current.arrived > 0,
+            try firstRow(.barrierArrivalSelect, .integer(Int64(company)), .text(name), .unsigned(member), row: { _ in true })
+                != nil
+        {
+            // Already counted in this generation (a restarted process arriving again).
+            return .barrier(opened: false, generation: generation)
+        }
         let arrived = (current?.arrived ?? 0) + 1
         let opened = arrived >= participants
         try run(
             .barrierUpsert, .integer(Int64(company)), .text(name), .integer(Int64(participants)), .integer(opened ? 0 : Int64(arrived)),
             .unsigned(opened ? generation + 1 : generation),
             opened ? .unsigned(index) : (current?.openedIndex).map { .unsigned($0) } ?? .null)
+        if opened {
+            if current?.arrived ?? 0 > 0 { try run(.barrierArrivalsDelete, .integer(Int64(company)), .text(name)) }
+        } else {
+            try run(.barrierArrivalInsert, .integer(Int64(company)), .text(name), .unsigned(member), .unsigned(index))
+        }
         return .barrier(opened: opened, generation: generation)
     }
 

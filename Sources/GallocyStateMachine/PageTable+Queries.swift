@@ -106,8 +106,21 @@ extension PageTable {
         }
     }
 
-    /// The state of barrier `name`, or nil when nobody arrived at it yet.
+    /// The state of barrier `name`, with the members that arrived in its current generation, or
+    /// nil when nobody arrived at it yet.
     package func barrier(company: Company = 0, name: String) throws(StateMachineError) -> BarrierState? {
+        guard var state = try barrierRow(company: company, name: name) else { return nil }
+        if state.arrived > 0 {
+            // Sorted here, not by SQL: members are stored as the Int64 with the same bits.
+            state.arrivedMembers = try database.rows(
+                "SELECT member FROM barrier_arrivals WHERE company = ? AND name = ?", [.integer(Int64(company)), .text(name)]
+            ) { row in row.uint64(at: 0) }.sorted()
+        }
+        return state
+    }
+
+    /// The row of barrier `name` without its members (what an arrival needs).
+    func barrierRow(company: Company, name: String) throws(StateMachineError) -> BarrierState? {
         try firstRow(.barrierSelect, .integer(Int64(company)), .text(name)) { row in
             BarrierState(
                 company: company, name: name, participants: UInt32(truncatingIfNeeded: row.int64(at: 0)),

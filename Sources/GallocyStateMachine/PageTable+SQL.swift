@@ -9,7 +9,7 @@ extension PageTable {
         case allocationInsert, allocationSize, allocationDelete, allocationAtOrBefore
         case pageMarkAllocated, pagesUnmark, pageBlocks, pagesDeleteZero, pageRecordWrite
         case lockSelect, lockUpsert, lockRelease
-        case barrierSelect, barrierUpsert
+        case barrierSelect, barrierUpsert, barrierArrivalSelect, barrierArrivalInsert, barrierArrivalsDelete
         case rootDelete, rootUpsert
 
         var text: String {
@@ -99,6 +99,12 @@ extension PageTable {
                         participants = excluded.participants, arrived = excluded.arrived,
                         generation = excluded.generation, opened_index = excluded.opened_index
                     """
+            case .barrierArrivalSelect:
+                return "SELECT 1 FROM barrier_arrivals WHERE company = ? AND name = ? AND member = ?"
+            case .barrierArrivalInsert:
+                return "INSERT INTO barrier_arrivals (company, name, member, arrived_index) VALUES (?, ?, ?, ?)"
+            case .barrierArrivalsDelete:
+                return "DELETE FROM barrier_arrivals WHERE company = ? AND name = ?"
             case .rootDelete:
                 return "DELETE FROM roots WHERE company = ? AND name = ?"
             case .rootUpsert:

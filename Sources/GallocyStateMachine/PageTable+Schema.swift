@@ -1,7 +1,12 @@
 extension PageTable {
     /// The schema version, kept in `PRAGMA user_version` and checked when a snapshot is restored.
-    /// Raise it whenever `schema` changes.
-    package static let schemaVersion: Int32 = 1
+    /// Raise it whenever `schema` changes, and teach `migrate` to bring the older one up to it.
+    ///
+    /// 1: the first schema. 2: `barrier_arrivals` (who arrived in a barrier's current generation).
+    package static let schemaVersion: Int32 = 2
+
+    /// The oldest schema a snapshot may have: `restore(snapshot:)` migrates it to `schemaVersion`.
+    package static let oldestRestorableSchemaVersion: Int32 = 1
 
     /// The tables, in the order of the canonical dump, with the primary key each is ordered by.
     package static let tables: [(name: String, primaryKey: String)] = [
@@ -13,6 +18,7 @@ extension PageTable {
         ("locks", "company, name"),
         ("leases", "company, page, member"),
         ("barriers", "company, name"),
+        ("barrier_arrivals", "company, name, member"),
         ("roots", "company, name"),
         ("members", "company, id"),
         ("sessions", "company, session"),
@@ -103,11 +109,13 @@ extension PageTable {
             company      INTEGER NOT NULL,
             name         TEXT    NOT NULL,
             participants INTEGER NOT NULL,
-            arrived      INTEGER NOT NULL,    -- arrivals counted in the current generation
+            arrived      INTEGER NOT NULL,    -- members counted in the current generation
             generation   INTEGER NOT NULL,    -- openings so far
             opened_index INTEGER,             -- index of the entry that opened the last generation
             PRIMARY KEY (company, name)
         ) STRICT, WITHOUT ROWID;
+
+        \(barrierArrivalsSchema)
 
         CREATE TABLE roots (
             company   INTEGER NOT NULL,
@@ -136,4 +144,35 @@ extension PageTable {
             PRIMARY KEY (company, session)
         ) STRICT, WITHOUT ROWID;
         """
+
+    /// Schema 2: the members that arrived in the current generation of each barrier, so that a
+    /// member arriving again is not counted twice. Emptied for a barrier when it opens.
+    static let barrierArrivalsSchema = """
+        CREATE TABLE IF NOT EXISTS barrier_arrivals (
+            company       INTEGER NOT NULL,
+            name          TEXT    NOT NULL,
+            member        INTEGER NOT NULL,
+            arrived_index INTEGER NOT NULL,   -- the entry of the member's (first) arrival
+            PRIMARY KEY (company, name, member)
+        ) STRICT, WITHOUT ROWID;
+        """
+
+    /// Brings a database restored from an older snapshot (schema `from`) up to `schemaVersion`,
+    /// in one transaction. The migration only adds: what the older schema held stays as it was.
+    ///
+    /// 1 → 2 adds the empty `barrier_arrivals`. A schema 1 barrier in the middle of a generation
+    /// keeps its `arrived` count, but who arrived was never recorded: those members are not known
+    /// to have arrived, so one of them arriving again in that generation is counted again.
+    static func migrate(_ database: SQLiteDatabase, from version: Int32) throws(StateMachineError) {
+        guard version < schemaVersion else { return }
+        try database.begin()
+        do {
+            if version < 2 { try database.exec(barrierArrivalsSchema) }
+            try database.exec("PRAGMA user_version = \(schemaVersion)")
+            try database.commit()
+        } catch {
+            try? database.rollback()
+            throw error
+        }
+    }
 }

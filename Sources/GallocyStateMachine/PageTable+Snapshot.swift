@@ -54,17 +54,23 @@ extension PageTable {
 
     /// Replaces the whole page table with a `snapshot()`. The bytes are checked (checksum, header,
     /// schema version, SQLite's `quick_check`) and restored into a new connection first, so a bad
-    /// snapshot throws `.badSnapshot` and leaves this page table as it was.
+    /// snapshot throws `.badSnapshot` and leaves this page table as it was. A snapshot of an older
+    /// schema (down to `oldestRestorableSchemaVersion`) is migrated to this build's (`migrate`).
     package func restore(snapshot bytes: [UInt8]) throws(StateMachineError) {
         let image: [UInt8]
+        var schema = Self.schemaVersion
         do {
+            // (Returning the schema with the image as a tuple crashes the Swift 6.3 compiler.)
             image = try bytes.withUnsafeBytes { buffer throws(CodecError) -> [UInt8] in
                 let body = try CRC32C.verifyTrailer(buffer, "page table snapshot")
                 var reader = ByteReader(body)
                 try reader.expectHeader(magic: Self.snapshotMagic, format: Self.snapshotFormat, "page table snapshot")
-                let schema = try reader.readUInt32("schema version")
-                guard schema == UInt32(bitPattern: Self.schemaVersion) else {
-                    throw CodecError(.unknownVersion, "page table schema \(schema), this build has \(Self.schemaVersion)")
+                let rawSchema = try reader.readUInt32("schema version")
+                schema = Int32(truncatingIfNeeded: rawSchema)
+                guard rawSchema <= UInt32(Self.schemaVersion), schema >= Self.oldestRestorableSchemaVersion else {
+                    throw CodecError(
+                        .unknownVersion,
+                        "page table schema \(rawSchema), this build restores \(Self.oldestRestorableSchemaVersion) to \(Self.schemaVersion)")
                 }
                 let length = try reader.readUInt64("image length")
                 guard length <= UInt64(reader.remaining) else {
@@ -82,13 +88,15 @@ extension PageTable {
         do throws(StateMachineError) {
             try restored.deserialize(image)
             let version = try restored.firstRow("PRAGMA user_version", []) { Int32(truncatingIfNeeded: $0.int64(at: 0)) }
-            guard version == Self.schemaVersion else {
-                throw StateMachineError(.badSnapshot, "the restored database has schema \(version ?? 0), not \(Self.schemaVersion)")
+            guard version == schema else {
+                throw StateMachineError(
+                    .badSnapshot, "the restored database has schema \(version ?? 0), its snapshot header says \(schema)")
             }
             let check = try restored.firstRow("PRAGMA quick_check", []) { $0.text(at: 0) }
             guard check == "ok" else {
                 throw StateMachineError(.badSnapshot, "the restored database fails SQLite's quick_check: \(check ?? "no answer")")
             }
+            try Self.migrate(restored, from: schema)
         } catch {
             if error.code == .badSnapshot { throw error }
             throw StateMachineError(.badSnapshot, "page table snapshot does not restore: \(error)", sqliteCode: error.sqliteCode)

@@ -161,8 +161,13 @@ package final class PageTable {
             return try releaseLock(name: name, epoch: epoch, company: company, expiring: false)
         case .lockExpire(let name, let epoch):
             return try releaseLock(name: name, epoch: epoch, company: company, expiring: true)
-        case .barrierArrive(let name, let participants, _):
-            return try arrive(barrier: name, participants: participants, company: company, index: index)
+        case .barrierArrive(let name, let participants, let member):
+            return try arrive(
+                barrier: name, participants: participants, member: member, generation: nil, company: company, index: index)
+        case .barrierArriveAt(let name, let participants, let member, let generation):
+            return try arrive(
+                barrier: name, participants: participants, member: member, generation: generation, company: company,
+                index: index)
         case .setRoot(let name, let address):
             return try setRoot(name: name, address: address, company: company, settings: settings, index: index)
         }

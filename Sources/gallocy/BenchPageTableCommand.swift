@@ -182,6 +182,10 @@ private struct PageTableBench {
         figures.append(try measure("lock release", on: table) { i in .lockRelease(name: "lock-\(i)", epoch: 1) })
         figures.append(
             try measure("barrier arrive (of 4)", on: table) { i in .barrierArrive(name: "b", participants: 4, member: UInt64(i % 4)) })
+        figures.append(
+            try measure("barrier arrive-at (of 4)", on: table) { i in
+                .barrierArriveAt(name: "g", participants: 4, member: UInt64(i % 4), generation: UInt64(i / 4))
+            })
 
         start = clock.now
         _ = try table.digest()

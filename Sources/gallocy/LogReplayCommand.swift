@@ -16,7 +16,7 @@ struct LogReplayCommand: ParsableCommand {
             Without --sql, prints the page table: the settings, the pages that are not plain zero memory, \
             the allocations, free ranges, locks, barriers and roots. With --sql, runs one read-only query \
             against it (tables: settings, progress, pages, allocations, free_ranges, locks, leases, barriers, \
-            roots, members, sessions; see docs/page-table.md).
+            barrier_arrivals, roots, members, sessions; see docs/page-table.md).
             """)
 
     @Option(help: "The member's data directory.") var data: String
@@ -43,6 +43,10 @@ struct LogReplayCommand: ParsableCommand {
         (
             "barriers",
             "SELECT name, participants, arrived, generation, opened_index FROM barriers ORDER BY company, name"
+        ),
+        (
+            "barrier_arrivals",
+            "SELECT name, member, arrived_index FROM barrier_arrivals ORDER BY company, name, member"
         ),
         ("roots", "SELECT name, address, set_index FROM roots ORDER BY company, name"),
         ("members", "SELECT id, role, address FROM members ORDER BY company, id"),

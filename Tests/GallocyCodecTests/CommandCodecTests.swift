@@ -23,24 +23,76 @@ import Testing
                 "bootstrap", "noop", "alloc", "free", "write", "atomic", "lock_acquire", "lock_release", "lock_expire",
                 "barrier", "set_root",
             ])
-        // Distinct bodies of distinct kinds start with distinct tags.
-        var tagByKind: [String: UInt8] = [:]
+        // Distinct kinds start with distinct tags; one kind may have several (both barrier arrivals
+        // are `barrier`).
+        var kindByTag: [UInt8: String] = [:]
         for command in commands {
             let tag = command.encode()[1]
-            if let known = tagByKind[command.kindName] { #expect(known == tag) }
-            tagByKind[command.kindName] = tag
+            if let known = kindByTag[tag] { #expect(known == command.kindName) }
+            kindByTag[tag] = command.kindName
         }
-        #expect(Set(tagByKind.values).count == tagByKind.count)
+        #expect(Set(kindByTag.keys) == Set(1...12))
     }
 
     @Test func tagsArePinned() {
         // The tags are part of the log format (docs/formats.md); a change here is a format change.
-        let expected: [String: UInt8] = [
-            "bootstrap": 1, "noop": 2, "alloc": 3, "free": 4, "write": 5, "atomic": 6, "lock_acquire": 7,
-            "lock_release": 8, "lock_expire": 9, "barrier": 10, "set_root": 11,
-        ]
+        func expected(_ body: CommandBody) -> UInt8 {
+            switch body {
+            case .bootstrap: 1
+            case .noop: 2
+            case .alloc: 3
+            case .free: 4
+            case .write: 5
+            case .atomic: 6
+            case .lockAcquire: 7
+            case .lockRelease: 8
+            case .lockExpire: 9
+            case .barrierArrive: 10
+            case .setRoot: 11
+            case .barrierArriveAt: 12
+            }
+        }
         var rng = SplitMix64(seed: 2)
-        for command in rng.commands() { #expect(command.encode()[1] == expected[command.kindName]) }
+        for command in rng.commands() { #expect(command.encode()[1] == expected(command.body)) }
+    }
+
+    @Test func barrierArrivalEncodingsArePinned() throws {
+        // Tag 10 as logs before tag 12 existed hold it; tag 12 adds the generation.
+        let old = Command(body: .barrierArrive(name: "b", participants: 3, member: 300))
+        #expect(Array(old.encode().dropLast(4)) == [1, 10, 0, 0, 0, 1, 0x62, 3, 0xAC, 0x02])
+        let at = Command(body: .barrierArriveAt(name: "b", participants: 3, member: 300, generation: 7))
+        let bytes = at.encode()
+        #expect(Array(bytes.dropLast(4)) == [1, 12, 0, 0, 0, 1, 0x62, 3, 0xAC, 0x02, 7])
+        #expect(try CommandCodec.decode(bytes) == at)
+        #expect(at.kindName == "barrier")
+    }
+
+    @Test func barrierArriveAtIsCheckedLikeBarrierArrive() {
+        // A name over the limit fails validation and decoding.
+        let long = Command(
+            body: .barrierArriveAt(name: String(repeating: "x", count: 257), participants: 2, member: 1, generation: 0))
+        #expect { try long.validate() } throws: { ($0 as? CodecError)?.code == .lengthOutOfRange }
+        #expect { try CommandCodec.decode(long.encode()) } throws: { ($0 as? CodecError)?.code == .lengthOutOfRange }
+        // Participants beyond 32 bits.
+        var writer = ByteWriter()
+        writer.writeRaw([CommandCodec.version, 12, 0, 0, 0])
+        writer.writeString("b")
+        writer.writeVarint(1 << 32)
+        writer.writeVarint(1)
+        writer.writeVarint(0)
+        #expect { try CommandCodec.decode(sealed(writer.bytes)) } throws: { ($0 as? CodecError)?.code == .invalidValue }
+        // Without its generation (a tag 10 body behind tag 12), and with a byte too many.
+        writer = ByteWriter()
+        writer.writeRaw([CommandCodec.version, 12, 0, 0, 0])
+        writer.writeString("b")
+        writer.writeVarint(3)
+        writer.writeVarint(1)
+        #expect { try CommandCodec.decode(sealed(writer.bytes)) } throws: { ($0 as? CodecError)?.code == .truncated }
+        writer.writeVarint(0)
+        #expect((try? CommandCodec.decode(sealed(writer.bytes)))?.body
+            == .barrierArriveAt(name: "b", participants: 3, member: 1, generation: 0))
+        writer.writeVarint(0)
+        #expect(throws: CodecError.self) { try CommandCodec.decode(sealed(writer.bytes)) }
     }
 
     @Test func noopEncodingIsPinned() {
@@ -70,7 +122,7 @@ import Testing
         #expect { try CommandCodec.decode(sealed([CommandCodec.version, 0, 0, 0, 0])) } throws: {
             ($0 as? CodecError)?.code == .unknownTag
         }
-        #expect { try CommandCodec.decode(sealed([CommandCodec.version, 12, 0, 0, 0])) } throws: {
+        #expect { try CommandCodec.decode(sealed([CommandCodec.version, 13, 0, 0, 0])) } throws: {
             ($0 as? CodecError)?.code == .unknownTag
         }
         #expect { try CommandCodec.decode(sealed([CommandCodec.version, 6, 0, 0, 0, 8, 4, 1])) } throws: {

@@ -41,7 +41,7 @@ import Testing
             if case .failure(let error) = Result(catching: { try MessageCodec.decode(messageBytes) }) {
                 #expect(error is CodecError)
             }
-            let commandBytes = sealed([CommandCodec.version, UInt8(rng.int(1..<12))] + rng.bytes(rng.int(0..<100)))
+            let commandBytes = sealed([CommandCodec.version, UInt8(rng.int(1..<13))] + rng.bytes(rng.int(0..<100)))
             if case .failure(let error) = Result(catching: { try CommandCodec.decode(commandBytes) }) {
                 #expect(error is CodecError)
             }
@@ -76,6 +76,28 @@ import Testing
             forEachCorruption(of: command.encode()) { bytes in
                 #expect(Self.isCodecError { _ = try CommandCodec.decode(bytes) })
             }
+        }
+    }
+
+    @Test func everyTruncationAndByteFlipOfABarrierArrivalWithAGenerationFailsCleanly() throws {
+        let command = Command(
+            company: 3, client: ClientTag(session: 9, sequence: 400),
+            body: .barrierArriveAt(name: "phase/名前", participants: 70_000, member: 1 << 40, generation: 1 << 33))
+        let bytes = command.encode()
+        #expect(try CommandCodec.decode(bytes) == command)
+        forEachCorruption(of: bytes) { corrupt in
+            #expect(Self.isCodecError { _ = try CommandCodec.decode(corrupt) })
+        }
+        // Behind a valid checksum (re-sealed): every truncation of the body and every flip either
+        // decodes to some command or throws a CodecError, never anything else.
+        let body = Array(bytes.dropLast(4))
+        forEachCorruption(of: body) { corrupt in
+            if case .failure(let error) = Result(catching: { try CommandCodec.decode(sealed(corrupt)) }) {
+                #expect(error is CodecError)
+            }
+        }
+        for length in 0..<body.count {
+            #expect(Self.isCodecError { _ = try CommandCodec.decode(sealed(Array(body.prefix(length)))) })
         }
     }
 

@@ -86,6 +86,8 @@ struct SplitMix64: RandomNumberGenerator {
             .lockRelease(name: name(), epoch: wide()),
             .lockExpire(name: name(), epoch: wide()),
             .barrierArrive(name: name(), participants: UInt32(truncatingIfNeeded: wide()), member: wide()),
+            .barrierArriveAt(
+                name: name(), participants: UInt32(truncatingIfNeeded: wide()), member: wide(), generation: wide()),
             .setRoot(name: name(), address: wide()),
         ]
         return bodies.map {

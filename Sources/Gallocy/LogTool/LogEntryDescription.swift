@@ -164,6 +164,12 @@ package struct LogEntryDescription: Sendable, Hashable {
             fields["participants"] = .uint(UInt64(participants))
             fields["member"] = .uint(member)
             summary = "'\(name)' member \(member) of \(participants)"
+        case .barrierArriveAt(let name, let participants, let member, let generation):
+            fields["name"] = .string(name)
+            fields["participants"] = .uint(UInt64(participants))
+            fields["member"] = .uint(member)
+            fields["generation"] = .uint(generation)
+            summary = "'\(name)' member \(member) of \(participants) in generation \(generation)"
         case .setRoot(let name, let address):
             fields["name"] = .string(name)
             fields["address"] = .string(hex(address))

@@ -12,9 +12,10 @@ import GallocyStorage
 /// Writes a realistic data directory through `RaftStorage`, the way a member would: a bootstrap
 /// entry, a new leader's empty entries, allocations, writes whose page diffs are made from a twin
 /// (`PageDiff.make`), atomics, locks (acquire, release, a releasing write, an expiry), barrier
-/// arrivals, named roots, frees, membership changes, a second term; optionally a snapshot of the
-/// state machine and the compaction of the log under it. A state machine applies every entry as it
-/// is generated, so that writes land in blocks that are really allocated and lock epochs are real.
+/// arrivals (with and without a generation), named roots, frees, membership changes, a second
+/// term; optionally a snapshot of the state machine and the compaction of the log under it. A
+/// state machine applies every entry as it is generated, so that writes land in blocks that are
+/// really allocated and lock epochs are real.
 ///
 /// Deterministic: the same options give the same entries (`SplitMix64` of GallocyRaft). For the fixtures in
 /// `Fixtures/` (`gallocy log make-fixture`) and the tests.
@@ -185,7 +186,18 @@ package enum LogFixture {
                             session: member * 1000 + 3)
                     }
                 } else if roll < 84 {
-                    entry = next(.barrierArrive(name: "phase", participants: 3, member: member))
+                    // Every other arrival names its generation, as a runtime does; one in three of
+                    // those names the generation before (a member arriving again after a restart,
+                    // when the barrier opened meanwhile). Chosen by index, not drawn, so that the
+                    // random stream is the one the committed fixtures were made with.
+                    if index % 2 == 0 {
+                        let current = try machine.pageTable.barrier(name: "phase")?.generation ?? 0
+                        let generation = index % 3 == 0 && current > 0 ? current - 1 : current
+                        entry = next(
+                            .barrierArriveAt(name: "phase", participants: 3, member: member, generation: generation))
+                    } else {
+                        entry = next(.barrierArrive(name: "phase", participants: 3, member: member))
+                    }
                 } else if roll < 88 {
                     let block = blocks[Int(rng.below(UInt64(blocks.count)))]
                     entry = next(.setRoot(name: rng.below(2) == 0 ? "counter" : "results", address: block.address))
