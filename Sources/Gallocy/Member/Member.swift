@@ -373,7 +373,8 @@ public final class Member: Sendable {
     }
 
     private func barrierCommand(_ name: String, participants: UInt32, generation: UInt64?) -> CommandBody {
-        .barrierArrive(name: name, participants: participants, member: id)
+        guard let generation else { return .barrierArrive(name: name, participants: participants, member: id) }
+        return .barrierArriveAt(name: name, participants: participants, member: id, generation: generation)
     }
 
     // MARK: - Atomics
