@@ -60,6 +60,15 @@ public enum AtomicOp: Sendable, Hashable {
     case swap(UInt64)
 }
 
+/// The coherence mode of allocated memory, recorded per page by `CommandBody.allocIn`.
+public enum AllocationMode: UInt8, Sendable, Hashable, CaseIterable {
+    /// Release consistency (the default): writes are published by releases.
+    case release = 0
+    /// Sequential consistency through page leases: a member writes a page only while it holds
+    /// the page's write lease, which is granted, revoked and expired by committed entries.
+    case sequential = 1
+}
+
 /// The application commands. Raw tags are part of the log format: see `CommandCodec`.
 public enum CommandBody: Sendable, Hashable {
     /// The first entry of every cluster: the settings all members must agree on.
@@ -97,6 +106,22 @@ public enum CommandBody: Sendable, Hashable {
     case barrierArriveAt(name: String, participants: UInt32, member: UInt64, generation: UInt64)
     /// Point the named root `name` at `address` (0 removes it).
     case setRoot(name: String, address: UInt64)
+    /// `alloc` with a coherence mode. A `.sequential` block is page-aligned and its size rounded up
+    /// to whole pages (no page holds memory of both modes); its pages carry leases.
+    case allocIn(size: UInt64, member: UInt64, mode: AllocationMode)
+    /// `member` asks for page `page` of sequential memory: for writing (the write lease) or for
+    /// reading. `now` is the proposer's wall clock (milliseconds); a lease granted by this entry
+    /// lasts until `now + ttlMillis`, and one granted later (a handoff) until the handoff's `now`
+    /// plus the same ttl.
+    case leaseRequest(page: UInt64, member: UInt64, write: Bool, ttlMillis: UInt64, now: UInt64)
+    /// The holder of the lease of `page` granted at log index `grant` gives it back, publishing
+    /// `diff` (its writes to the page during the lease; may be empty) in the same entry; the lease
+    /// passes to the next request in the same apply. Rejected (nothing published) if that lease
+    /// ended already.
+    case leaseRelease(page: UInt64, member: UInt64, grant: UInt64, diff: PageDiff, now: UInt64)
+    /// The leader observed (by its clock, `now`) that the lease of `page` granted at `grant` ran
+    /// out: the holder's unpublished writes are lost and the lease passes on.
+    case leaseExpire(page: UInt64, grant: UInt64, now: UInt64)
 }
 
 /// A command with the header every command carries.

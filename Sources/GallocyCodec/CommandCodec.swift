@@ -32,6 +32,10 @@ public enum CommandCodec {
         case barrierArrive = 10
         case setRoot = 11
         case barrierArriveAt = 12
+        case allocIn = 13
+        case leaseRequest = 14
+        case leaseRelease = 15
+        case leaseExpire = 16
 
         /// How decoding errors name the command. A literal per case: interpolating the enum
         /// (`"\(tag)"`) goes through reflection, and decoding is on the replay hot path.
@@ -49,6 +53,10 @@ public enum CommandCodec {
             case .barrierArrive: "barrierArrive command"
             case .setRoot: "setRoot command"
             case .barrierArriveAt: "barrierArriveAt command"
+            case .allocIn: "allocIn command"
+            case .leaseRequest: "leaseRequest command"
+            case .leaseRelease: "leaseRelease command"
+            case .leaseExpire: "leaseExpire command"
             }
         }
     }
@@ -71,6 +79,7 @@ public enum CommandCodec {
         if case .write(_, let pages, _, _) = command.body {
             for page in pages { capacity += page.diff.compressed.count + 16 }
         }
+        if case .leaseRelease(_, _, _, let diff, _) = command.body { capacity += diff.compressed.count + 16 }
         var writer = ByteWriter(capacity: capacity)
         writer.write(version)
         writer.write(command.body.tag.rawValue)
@@ -135,6 +144,27 @@ public enum CommandCodec {
         case .setRoot(let name, let address):
             writer.writeString(name)
             writer.writeVarint(address)
+        case .allocIn(let size, let member, let mode):
+            writer.writeVarint(size)
+            writer.writeVarint(member)
+            writer.write(mode.rawValue)
+        case .leaseRequest(let page, let member, let write, let ttlMillis, let now):
+            writer.writeVarint(page)
+            writer.writeVarint(member)
+            writer.write(write)
+            writer.writeVarint(ttlMillis)
+            writer.writeVarint(now)
+        case .leaseRelease(let page, let member, let grant, let diff, let now):
+            writer.writeVarint(page)
+            writer.writeVarint(member)
+            writer.writeVarint(grant)
+            writer.writeVarint(UInt64(diff.rawLength))
+            writer.writeBytes(diff.compressed)
+            writer.writeVarint(now)
+        case .leaseExpire(let page, let grant, let now):
+            writer.writeVarint(page)
+            writer.writeVarint(grant)
+            writer.writeVarint(now)
         }
         writer.appendChecksum()
         return writer.bytes
@@ -152,8 +182,11 @@ public enum CommandCodec {
         }
         var size = 64
         switch command.body {
-        case .bootstrap, .noop, .alloc, .free, .atomic:
+        case .bootstrap, .noop, .alloc, .free, .atomic, .allocIn, .leaseRequest, .leaseExpire:
             break
+        case .leaseRelease(let page, _, _, let diff, _):
+            try checkDiffShape(rawLength: UInt64(diff.rawLength), compressedCount: diff.compressed.count, page: page)
+            size += diff.compressed.count + 16
         case .write(_, let pages, let releaseLock, _):
             guard pages.count <= maxPagesPerWrite else {
                 throw CodecError(.lengthOutOfRange, "write of \(pages.count) pages, more than \(maxPagesPerWrite)")
@@ -286,6 +319,36 @@ public enum CommandCodec {
         case .setRoot:
             let name = try readName(&reader, "\(what): root name")
             commandBody = .setRoot(name: name, address: try reader.readVarint("\(what): address"))
+        case .allocIn:
+            let size = try reader.readVarint("\(what): size")
+            let member = try reader.readVarint("\(what): member")
+            let rawMode = try reader.readUInt8("\(what): mode")
+            guard let mode = AllocationMode(rawValue: rawMode) else {
+                throw CodecError(.unknownTag, "\(what): allocation mode \(rawMode)")
+            }
+            commandBody = .allocIn(size: size, member: member, mode: mode)
+        case .leaseRequest:
+            let page = try reader.readVarint("\(what): page")
+            let member = try reader.readVarint("\(what): member")
+            let write = try reader.readBool("\(what): write flag")
+            let ttl = try reader.readVarint("\(what): ttl")
+            let now = try reader.readVarint("\(what): now")
+            commandBody = .leaseRequest(page: page, member: member, write: write, ttlMillis: ttl, now: now)
+        case .leaseRelease:
+            let page = try reader.readVarint("\(what): page")
+            let member = try reader.readVarint("\(what): member")
+            let grant = try reader.readVarint("\(what): grant")
+            let rawLength = try reader.readVarint("\(what): raw length of the diff")
+            let compressed = try reader.readBytes("\(what): compressed diff", limit: PageDiff.maxCompressedLength)
+            try checkDiffShape(rawLength: rawLength, compressedCount: compressed.count, page: page)
+            let now = try reader.readVarint("\(what): now")
+            commandBody = .leaseRelease(
+                page: page, member: member, grant: grant,
+                diff: PageDiff(compressed: compressed, rawLength: UInt32(rawLength)), now: now)
+        case .leaseExpire:
+            let page = try reader.readVarint("\(what): page")
+            let grant = try reader.readVarint("\(what): grant")
+            commandBody = .leaseExpire(page: page, grant: grant, now: try reader.readVarint("\(what): now"))
         }
         try reader.expectEnd("command")
         return Command(company: company, client: ClientTag(session: session, sequence: sequence), body: commandBody)
@@ -338,12 +401,17 @@ extension CommandBody {
         case .barrierArrive: .barrierArrive
         case .setRoot: .setRoot
         case .barrierArriveAt: .barrierArriveAt
+        case .allocIn: .allocIn
+        case .leaseRequest: .leaseRequest
+        case .leaseRelease: .leaseRelease
+        case .leaseExpire: .leaseExpire
         }
     }
 
     /// A lowercase word naming the case, for the log tool's `type` field: `bootstrap`, `noop`,
     /// `alloc`, `free`, `write`, `atomic`, `lock_acquire`, `lock_release`, `lock_expire`,
-    /// `barrier` (both kinds of arrival: `barrierArrive` and `barrierArriveAt`), `set_root`.
+    /// `barrier` (both kinds of arrival: `barrierArrive` and `barrierArriveAt`), `set_root`,
+    /// `lease_request`, `lease_release`, `lease_expire`; `allocIn` is an `alloc` (with a mode).
     public var kindName: String {
         switch self {
         case .bootstrap: "bootstrap"
@@ -357,6 +425,10 @@ extension CommandBody {
         case .lockExpire: "lock_expire"
         case .barrierArrive, .barrierArriveAt: "barrier"
         case .setRoot: "set_root"
+        case .allocIn: "alloc"
+        case .leaseRequest: "lease_request"
+        case .leaseRelease: "lease_release"
+        case .leaseExpire: "lease_expire"
         }
     }
 }

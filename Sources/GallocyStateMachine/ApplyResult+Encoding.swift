@@ -7,6 +7,7 @@ extension ApplyResult {
         case bootstrapped = 1, noop, allocated, freed, written, atomicAccepted, lockGranted, lockBusy
         case lockReleased, lockExpired, barrier, rootSet, rejected
         case atomic
+        case lease
     }
 
     /// The bytes stored for this result.
@@ -51,6 +52,13 @@ extension ApplyResult {
             writer.write(opened)
             writer.writeVarint(generation)
         case .rootSet: writer.write(Tag.rootSet.rawValue)
+        case .lease(let page, let holder, let grant, let expiresAt):
+            writer.write(Tag.lease.rawValue)
+            writer.writeVarint(page)
+            writer.write(holder != nil)
+            if let holder { writer.writeVarint(holder) }
+            writer.writeVarint(grant)
+            writer.writeVarint(expiresAt)
         case .rejected(let rejection):
             writer.write(Tag.rejected.rawValue)
             writer.write(rejection.code.rawValue)
@@ -105,6 +113,11 @@ extension ApplyResult {
         case .barrier:
             return .barrier(opened: try reader.readBool("opened"), generation: try reader.readVarint("generation"))
         case .rootSet: return .rootSet
+        case .lease:
+            let page = try reader.readVarint("page")
+            let holder = try reader.readBool("held") ? try reader.readVarint("holder") : nil
+            let grant = try reader.readVarint("grant")
+            return .lease(page: page, holder: holder, grant: grant, expiresAt: try reader.readVarint("expiry"))
         case .rejected:
             let rawCode = try reader.readUInt8("rejection code")
             guard let code = Rejection.Code(rawValue: rawCode) else {

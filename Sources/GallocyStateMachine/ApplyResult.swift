@@ -38,6 +38,9 @@ package enum ApplyResult: Sendable, Hashable {
     case barrier(opened: Bool, generation: UInt64)
     /// The named root was set (or removed, for address 0).
     case rootSet
+    /// A lease command applied: the state of the page's write lease after it. `holder` nil: no
+    /// holder, every member may read the page (`grant` is then the last grant, 0 if none).
+    case lease(page: UInt64, holder: UInt64?, grant: UInt64, expiresAt: UInt64)
     /// The command was committed but is not valid; it changed nothing.
     case rejected(Rejection)
 

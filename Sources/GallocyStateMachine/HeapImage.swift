@@ -39,6 +39,8 @@ package final class HeapImage {
     /// runtime, whose application also maps this memory: see `HeapImageWriter`). Set it before
     /// the first change; nil for the node's and the log tool's private images.
     package var writer: (any HeapImageWriter)?
+    /// Told the lease effects of each applied entry (page leases; see `PageLeaseObserver`).
+    package var leaseObserver: (any PageLeaseObserver)?
 
     /// A heap in a fresh anonymous mapping (`mmap(PROT_READ|PROT_WRITE,
     /// MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE)`): every byte reads as zero, and pages cost memory

@@ -10,10 +10,13 @@ import GallocyCodec
 // Free ranges and blocks together tile [heapBase, heapBase + heapSize) exactly.
 extension PageTable {
     func allocate(
-        size: UInt64, member: UInt64, company: Company, settings: ClusterSettings, index: UInt64
+        size requested: UInt64, member: UInt64, mode: AllocationMode = .release, company: Company,
+        settings: ClusterSettings, index: UInt64
     ) throws(StateMachineError) -> ApplyResult {
-        guard size > 0 else { return .rejected(Rejection(.zeroSize, "an allocation of zero bytes")) }
+        guard requested > 0 else { return .rejected(Rejection(.zeroSize, "an allocation of zero bytes")) }
         let pageSize = UInt64(settings.pageSize)
+        // Sequential memory takes whole pages (a page's mode is the mode of all its bytes).
+        let size = mode == .sequential ? Self.roundedToPages(requested, settings: settings) : requested
         guard size <= settings.heapSize else {
             return .rejected(Rejection(.outOfSpace, "\(size) bytes is more than the heap of \(settings.heapSize) bytes"))
         }
@@ -57,6 +60,7 @@ extension PageTable {
 
         let pages = Self.pages(address: chosen.address, size: size, settings: settings)
         try run(.pageMarkAllocated, companyValue, .unsigned(pages.lowerBound), .unsigned(pages.upperBound))
+        if mode == .sequential { try markSequential(pages: pages, company: company) }
         return .allocated(address: chosen.address)
     }
 
@@ -98,6 +102,7 @@ extension PageTable {
         if zeroedUpper > zeroedLower, try blockCount(company: company, page: pages.upperBound) > 0 { zeroedUpper -= 1 }
         try run(
             .pagesDeleteZero, companyValue, .unsigned(pages.lowerBound), .unsigned(pages.upperBound))
+        try dropSequential(pages: zeroedLower..<max(zeroedLower, zeroedUpper), company: company)
         return .freed(address: address, extent: extent, zeroedPages: zeroedLower..<max(zeroedLower, zeroedUpper))
     }
 
@@ -109,6 +114,13 @@ extension PageTable {
     private func insertFreeRange(company: Company, address: UInt64, size: UInt64) throws(StateMachineError) {
         try run(
             .freeRangeInsert, .integer(Int64(company)), .unsigned(address), .unsigned(size))
+    }
+
+    /// `size` rounded up to whole pages (saturating: a size that large fails to fit anyway).
+    static func roundedToPages(_ size: UInt64, settings: ClusterSettings) -> UInt64 {
+        let pageSize = UInt64(settings.pageSize)
+        let (sum, overflow) = size.addingReportingOverflow(pageSize - 1)
+        return overflow ? UInt64.max & ~(pageSize - 1) : sum & ~(pageSize - 1)
     }
 
     /// The pages that bytes [address, address + size) touch; size > 0 and the bytes lie in the heap.

@@ -3,7 +3,9 @@ extension PageTable {
     /// Raise it whenever `schema` changes, and teach `migrate` to bring the older one up to it.
     ///
     /// 1: the first schema. 2: `barrier_arrivals` (who arrived in a barrier's current generation).
-    package static let schemaVersion: Int32 = 2
+    /// 3: page leases: `page_leases` (the pages of sequential memory and their write lease) and
+    /// `leases` redefined as the queue of requests waiting for a leased page.
+    package static let schemaVersion: Int32 = 3
 
     /// The oldest schema a snapshot may have: `restore(snapshot:)` migrates it to `schemaVersion`.
     package static let oldestRestorableSchemaVersion: Int32 = 1
@@ -16,6 +18,7 @@ extension PageTable {
         ("allocations", "company, address"),
         ("free_ranges", "company, address"),
         ("locks", "company, name"),
+        ("page_leases", "company, page"),
         ("leases", "company, page, member"),
         ("barriers", "company, name"),
         ("barrier_arrivals", "company, name, member"),
@@ -93,17 +96,7 @@ extension PageTable {
             PRIMARY KEY (company, name)
         ) STRICT, WITHOUT ROWID;
 
-        -- Page-lease mode (a later issue): read leases per member; the write lease is on `pages`.
-        CREATE TABLE leases (
-            company       INTEGER NOT NULL,
-            page          INTEGER NOT NULL,
-            member        INTEGER NOT NULL,
-            mode          TEXT    NOT NULL CHECK (mode IN ('read', 'write')),
-            epoch         INTEGER NOT NULL,
-            expires_at    INTEGER,
-            granted_index INTEGER NOT NULL,
-            PRIMARY KEY (company, page, member)
-        ) STRICT, WITHOUT ROWID;
+        \(leasesSchema)
 
         CREATE TABLE barriers (
             company      INTEGER NOT NULL,
@@ -157,9 +150,37 @@ extension PageTable {
         ) STRICT, WITHOUT ROWID;
         """
 
+    /// Schema 3: page leases (docs/consistency.md, "Sequential memory"). `page_leases` has a row
+    /// for every page of sequential memory (made by `allocIn` with the sequential mode, dropped
+    /// when the page is freed): its write lease's holder (NULL: no holder, every member may read)
+    /// and the log index of its grant, which names the lease in releases and expiries. `leases`
+    /// queues the requests that wait for a held page, served in log order. (The lease columns of
+    /// `pages`, from schema 1, stay unused.)
+    static let leasesSchema = """
+        CREATE TABLE IF NOT EXISTS page_leases (
+            company       INTEGER NOT NULL,
+            page          INTEGER NOT NULL,
+            holder        INTEGER,            -- the write lease's holder; NULL: every member reads
+            granted_index INTEGER NOT NULL,   -- the entry that granted the current (or last) lease, 0: never
+            expires_at    INTEGER,            -- leader milliseconds, while held
+            PRIMARY KEY (company, page)
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE IF NOT EXISTS leases (
+            company         INTEGER NOT NULL,
+            page            INTEGER NOT NULL,
+            member          INTEGER NOT NULL,
+            mode            TEXT    NOT NULL CHECK (mode IN ('read', 'write')),
+            ttl_millis      INTEGER NOT NULL,
+            requested_index INTEGER NOT NULL, -- queue order
+            PRIMARY KEY (company, page, member)
+        ) STRICT, WITHOUT ROWID;
+        """
+
     /// Brings a database restored from an older snapshot (schema `from`) up to `schemaVersion`,
     /// in one transaction. The migration only adds: what the older schema held stays as it was.
     ///
+    /// 2 → 3 replaces the empty, never written `leases` and adds the empty `page_leases`.
     /// 1 → 2 adds the empty `barrier_arrivals`. A schema 1 barrier in the middle of a generation
     /// keeps its `arrived` count, but who arrived was never recorded: those members are not known
     /// to have arrived, so one of them arriving again in that generation is counted again.
@@ -168,6 +189,8 @@ extension PageTable {
         try database.begin()
         do {
             if version < 2 { try database.exec(barrierArrivalsSchema) }
+            // Schema 1 and 2 had a `leases` table of another shape that nothing ever wrote.
+            if version < 3 { try database.exec("DROP TABLE IF EXISTS leases;\n" + leasesSchema) }
             try database.exec("PRAGMA user_version = \(schemaVersion)")
             try database.commit()
         } catch {

@@ -24,6 +24,9 @@ package final class PageTable {
         var company: Company
         var session: UInt64
     }
+    /// The lease effects of the command being applied (see `LeaseEffect`); the state machine
+    /// empties it before each command and reads it after an applied one.
+    package var leaseEffects: [LeaseEffect] = []
     /// The statements of `SQL`, compiled on first use, indexed by `SQL.rawValue`.
     private var compiled: [SQLiteStatement?] = Array(repeating: nil, count: SQL.allCases.count)
 
@@ -170,6 +173,15 @@ package final class PageTable {
                 index: index)
         case .setRoot(let name, let address):
             return try setRoot(name: name, address: address, company: company, settings: settings, index: index)
+        case .allocIn(let size, let member, let mode):
+            return try allocate(size: size, member: member, mode: mode, company: company, settings: settings, index: index)
+        case .leaseRequest(let page, let member, let write, let ttlMillis, let now):
+            return try requestLease(
+                page: page, member: member, write: write, ttlMillis: ttlMillis, now: now, company: company, index: index)
+        case .leaseRelease(let page, let member, let grant, _, let now):
+            return try endLease(page: page, member: member, grant: grant, now: now, company: company, index: index)
+        case .leaseExpire(let page, let grant, let now):
+            return try endLease(page: page, member: nil, grant: grant, now: now, company: company, index: index)
         }
     }
 

@@ -97,6 +97,9 @@ extension StateMachine {
             throw StateMachineError(.badSnapshot, "the snapshot's page table is bootstrapped but it has no heap")
         }
         replace(pageTable: table, heap: restoredHeap, appliedIndex: parts.appliedIndex)
+        if let observer = restoredHeap?.leaseObserver {
+            observer.applyLeaseEffects(try table.leaseEffectsFromTables(company: company))
+        }
     }
 
     private struct SnapshotParts {

@@ -123,10 +123,23 @@ package final class StateMachine {
                     "command of company \(command.company); this state machine holds company \(company)"))
         }
         var effect = HeapEffect.none
+        pageTable.leaseEffects = []
         let result = try pageTable.apply(command, index: index) { (outcome) throws(StateMachineError) -> ApplyResult in
             try self.decide(command.body, outcome: outcome, effect: &effect)
         }
-        try perform(effect)
+        let leaseEffects = result.isApplied ? pageTable.leaseEffects : []
+        pageTable.leaseEffects = []
+        if leaseEffects.isEmpty {
+            try perform(effect)
+        } else if case .free = command.body {
+            // A holder's unpublished writes go before the freed bytes are zeroed.
+            heap?.leaseObserver?.applyLeaseEffects(leaseEffects)
+            try perform(effect)
+        } else {
+            // A release's diff is written before the page changes hands.
+            try perform(effect)
+            heap?.leaseObserver?.applyLeaseEffects(leaseEffects)
+        }
         appliedIndex = index
         return result
     }
@@ -162,6 +175,22 @@ package final class StateMachine {
             } catch {
                 // The page table has already checked the page numbers; a diff that does not
                 // decompress or fit its page rejects the whole write on every member alike.
+                return .rejected(Rejection(.malformedCommand, error.message))
+            }
+            effect = .write(pages)
+            return outcome
+        case (.allocIn(let size, _, let mode), .allocated(let address)):
+            let settings = try requireHeap().settings
+            let extent = mode == .sequential ? PageTable.roundedToPages(size, settings: settings) : (size + 7) & ~7
+            effect = .zero(address: address, length: extent)
+            return outcome
+        case (.leaseRelease(let page, _, _, let diff, _), .lease):
+            guard !diff.isEmpty else { return outcome }
+            let heap = try requireHeap()
+            let pages = [PageWrite(page: page, diff: diff)]
+            do {
+                try heap.validate(pages)
+            } catch {
                 return .rejected(Rejection(.malformedCommand, error.message))
             }
             effect = .write(pages)

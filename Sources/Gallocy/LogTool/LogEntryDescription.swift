@@ -174,6 +174,34 @@ package struct LogEntryDescription: Sendable, Hashable {
             fields["name"] = .string(name)
             fields["address"] = .string(hex(address))
             summary = address == 0 ? "remove root '\(name)'" : "root '\(name)' -> \(hex(address))"
+        case .allocIn(let size, let member, let mode):
+            fields["size"] = .uint(size)
+            fields["member"] = .uint(member)
+            fields["mode"] = .string(mode == .sequential ? "sequential" : "release")
+            summary = "\(size) bytes for member \(member), \(mode == .sequential ? "sequential" : "release") memory"
+        case .leaseRequest(let page, let member, let write, let ttl, let now):
+            fields["page"] = .uint(page)
+            fields["member"] = .uint(member)
+            fields["access"] = .string(write ? "write" : "read")
+            fields["ttl_ms"] = .uint(ttl)
+            fields["now"] = .uint(now)
+            summary = "page \(page) for \(write ? "writing" : "reading") by member \(member), ttl \(ttl) ms at \(now)"
+        case .leaseRelease(let page, let member, let grant, let diff, let now):
+            fields["page"] = .uint(page)
+            fields["member"] = .uint(member)
+            fields["grant"] = .uint(grant)
+            fields["now"] = .uint(now)
+            fields["compressed"] = .uint(UInt64(diff.compressed.count))
+            fields["raw"] = .uint(UInt64(diff.rawLength))
+            let pageSize = Int(settings?.pageSize ?? UInt32(PageDiff.maxPageSize))
+            let touched = try? diff.touchedBytes(pageSize: pageSize)
+            fields["touched"] = touched.map { .uint(UInt64($0)) } ?? .null
+            summary = "page \(page) by member \(member), grant \(grant), \(touched.map(String.init) ?? "?") bytes set"
+        case .leaseExpire(let page, let grant, let now):
+            fields["page"] = .uint(page)
+            fields["grant"] = .uint(grant)
+            fields["now"] = .uint(now)
+            summary = "page \(page) grant \(grant) (lease ran out at \(now))"
         }
     }
 
@@ -245,6 +273,14 @@ package struct LogEntryDescription: Sendable, Hashable {
                 opened ? "opened generation \(generation)" : "waiting in generation \(generation)"
             )
         case .rootSet: return (.object(["outcome": .string("root_set")]), "root set")
+        case .lease(let page, let holder, let grant, let expiresAt):
+            var object: [String: JSONValue] = ["outcome": .string("lease"), "page": .uint(page), "grant": .uint(grant)]
+            object["holder"] = holder.map { .uint($0) } ?? .null
+            if holder != nil { object["expires_at"] = .uint(expiresAt) }
+            return (
+                .object(object),
+                holder.map { "held by \($0) (grant \(grant)) until \(expiresAt)" } ?? "readable by all"
+            )
         case .rejected(let rejection):
             return (
                 .object([
