@@ -45,6 +45,14 @@ static struct {
     int mode;
 } region;
 
+// Page leases (sequential memory): one byte a page, 1 for a page whose write faults go to the fault
+// service (the write lease) even in the release mode. NULL until the first page is marked; see
+// "MARK: - Page leases" below.
+static _Atomic(_Atomic uint8_t *) lease_pages;
+static size_t lease_pages_bytes;
+static bool page_is_leased(size_t page);
+static void lease_pages_free(void);
+
 // Set (release) after `region` is filled in; read (acquire) by the handler before it reads `region`.
 static _Atomic int region_active;
 static _Atomic size_t dirty_count;
@@ -183,7 +191,7 @@ static void handle_fault(int signo, siginfo_t *info, void *context) {
     switch (state) {
     case CGallocyRuntime_PAGE_READ_ONLY:
         if (is_write == 0) break; // granted just now: retry
-        if (region.mode != CGallocyRuntime_MODE_RELEASE) {
+        if (region.mode != CGallocyRuntime_MODE_RELEASE || page_is_leased(page)) {
             request_service(page, state, 1);
             errno = saved_errno;
             return;
@@ -334,6 +342,7 @@ int CGallocyRuntime_region_register(void *base, size_t size, size_t page_size, v
 
 void CGallocyRuntime_region_unregister(void) {
     if (!atomic_exchange(&region_active, 0)) return;
+    lease_pages_free();
     munmap((void *)region.states, region.states_bytes);
     munmap((void *)region.dirty_words, region.dirty_bytes);
     memset(&region, 0, sizeof region);
@@ -479,6 +488,42 @@ int CGallocyRuntime_hold_end(size_t page, uint8_t previous, int hidden) {
 }
 
 void CGallocyRuntime_wake_parked(void) { wake_parked(); }
+
+// MARK: - Page leases
+
+static bool page_is_leased(size_t page) {
+    _Atomic uint8_t *pages = atomic_load_explicit(&lease_pages, memory_order_acquire);
+    return pages && atomic_load_explicit(&pages[page], memory_order_acquire) != 0;
+}
+
+static void lease_pages_free(void) {
+    _Atomic uint8_t *pages = atomic_exchange(&lease_pages, NULL);
+    if (pages) munmap((void *)pages, lease_pages_bytes);
+}
+
+int CGallocyRuntime_lease_mode_set(size_t page, int leased) {
+    if (!atomic_load(&region_active) || page >= region.page_count) return EINVAL;
+    _Atomic uint8_t *pages = atomic_load_explicit(&lease_pages, memory_order_acquire);
+    if (!pages) {
+        if (!leased) return 0;
+        size_t system_page = CGallocyRuntime_page_size();
+        size_t bytes = (region.page_count + system_page - 1) / system_page * system_page;
+        void *made = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                          -1, 0);
+        if (made == MAP_FAILED) return errno;
+        // Only the apply path marks pages, so nobody races this store.
+        lease_pages_bytes = bytes;
+        atomic_store_explicit(&lease_pages, (_Atomic uint8_t *)made, memory_order_release);
+        pages = made;
+    }
+    atomic_store_explicit(&pages[page], leased ? 1 : 0, memory_order_release);
+    return 0;
+}
+
+int CGallocyRuntime_lease_mode(size_t page) {
+    if (!atomic_load(&region_active) || page >= region.page_count) return 0;
+    return page_is_leased(page) ? 1 : 0;
+}
 
 // MARK: - Fault service
 

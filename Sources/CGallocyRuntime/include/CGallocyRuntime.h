@@ -110,6 +110,13 @@ void CGallocyRuntime_apply_end(size_t page, uint8_t previous);
 /// Returns the state before, to hand to `hold_end`.
 uint8_t CGallocyRuntime_hold_begin(size_t page, int hide, int *hidden);
 
+/// Page leases (sequential memory): marks `page` as leased (1) or not (0). A write fault on a
+/// leased READ_ONLY page goes to the fault service (the write lease) instead of the twin fast
+/// path, whatever the region's mode. The apply path calls it; returns 0 or an errno.
+int CGallocyRuntime_lease_mode_set(size_t page, int leased);
+/// 1 if `page` is leased, else 0.
+int CGallocyRuntime_lease_mode(size_t page);
+
 /// Ends a hold: restores the protection if the page was hidden and puts `previous` back. Returns
 /// 0, or the errno of a failed mprotect (the page is then left NONE). Does not wake parked
 /// threads: call `CGallocyRuntime_wake_parked` once after ending the holds of one change.

@@ -35,13 +35,16 @@ public final class Member: Sendable {
     /// The cluster's heap settings.
     package let settings: ClusterSettings
     private let runtime: RuntimeHeap
+    /// Page leases: serves the faults on sequential memory and gives leases back.
+    let leaseManager: LeaseManager
 
-    private init(node: Node, heapBox: HeapBox, settings: ClusterSettings, runtime: RuntimeHeap) {
+    private init(node: Node, heapBox: HeapBox, settings: ClusterSettings, runtime: RuntimeHeap, leaseManager: LeaseManager) {
         self.node = node
         self.heapBox = heapBox
         self.id = node.configuration.id
         self.settings = settings
         self.runtime = runtime
+        self.leaseManager = leaseManager
     }
 
     /// Starts a member with `options` and returns once the heap is mapped and this member has
@@ -67,7 +70,7 @@ public final class Member: Sendable {
         async throws(MemberError) -> Member
     {
         _ = CGallocyRuntime_thread_prepare()
-        let box = HeapBox()
+        let box = HeapBox(member: configuration.id)
         let node: Node
         do {
             node = try await Node.start(configuration, logger: logger, makeHeap: box.factory)
@@ -88,8 +91,14 @@ public final class Member: Sendable {
                         done(.success(driver.machine.settings != nil))
                     }
                 }
-                if ready, let heap = box.heap, let settings = heap.settings {
-                    return Member(node: node, heapBox: box, settings: settings, runtime: heap.runtime)
+                if ready, let heap = box.heap, let settings = heap.settings, let leases = box.leases {
+                    let manager = LeaseManager(node: node, leases: leases, logger: logger)
+                    do { try manager.start() } catch {
+                        node.requestStop(nil)
+                        await node.shutdown()
+                        throw MemberError(.startFailed, "cannot start the fault service: \(error.message)")
+                    }
+                    return Member(node: node, heapBox: box, settings: settings, runtime: heap.runtime, leaseManager: manager)
                 }
             } catch {
                 if let mapError = box.mappingError {
@@ -112,6 +121,7 @@ public final class Member: Sendable {
     /// Stops the member: its HTTP API, transport and driver. The heap stays mapped (threads may
     /// still read it) but no longer changes.
     public func stop() async {
+        leaseManager.stop()
         node.requestStop(nil)
         await node.shutdown()
     }
@@ -152,6 +162,31 @@ public final class Member: Sendable {
         do {
             return pointer(try await node.alloc(size: UInt64(byteCount)))
         } catch { throw MemberError(error) }
+    }
+
+    /// Allocates `byteCount` bytes of shared memory in coherence mode `mode`. `.release` is
+    /// `allocate(byteCount:)`. `.sequential` memory is page-aligned, takes whole pages, and is
+    /// sequentially consistent without locks or releases: its pages carry leases (a write needs
+    /// the page's write lease, a committed entry; docs/consistency.md, "Sequential memory").
+    public func allocate(byteCount: Int, mode: AllocationMode) async throws(MemberError) -> UnsafeMutableRawPointer {
+        guard mode == .sequential else { return try await allocate(byteCount: byteCount) }
+        Self.prepareThread()
+        guard byteCount > 0 else { throw MemberError(.invalidArgument, "allocate of \(byteCount) bytes") }
+        let applied: StateMachine.AppliedEntry
+        do {
+            applied = try await node.commit(.allocIn(size: UInt64(byteCount), member: id, mode: mode))
+        } catch { throw MemberError(error) }
+        guard case .allocated(let address) = applied.result else {
+            throw MemberError(.unavailable, "unexpected result \(applied.result)")
+        }
+        return pointer(address)
+    }
+
+    /// The page leases' timing in this process: the lease asked for (the longest a crashed or
+    /// stopped holder blocks a page; a live holder gives it back at half of it), and how long a
+    /// lease is kept at least before a waiting request takes it (default 2 s and 2 ms).
+    package func configurePageLeases(ttl: Duration, minimumHold: Duration = .milliseconds(2)) {
+        leaseManager.configure(ttl: ttl, minimumHold: minimumHold)
     }
 
     /// Allocates room for `capacity` values of `T` (memory is zeroed; `T` should be a trivial type
@@ -437,6 +472,14 @@ public struct SharedLock: Sendable, Hashable {
 /// The runtime heap once the state machine has made it (on the driver thread, when the settings
 /// are known), shared with the threads that wait for it.
 final class HeapBox: Sendable {
+    private let member: UInt64
+    /// The page leases of the heap, once made (the heap image's lease observer).
+    private let leasesMade = Mutex<PageLeases?>(nil)
+
+    init(member: UInt64) { self.member = member }
+
+    var leases: PageLeases? { leasesMade.withLock { $0 } }
+
     struct Made {
         var runtime: RuntimeHeap
         var image: HeapImage
@@ -476,6 +519,9 @@ final class HeapBox: Sendable {
             let runtime = RuntimeHeap(mapping: mapping)
             let made = try HeapImage(base: mapping.alias, settings: settings, initiallyZero: true)
             made.writer = runtime
+            let leases = PageLeases(mapping: mapping, member: member)
+            made.leaseObserver = leases
+            leasesMade.withLock { $0 = leases }
             image = made
             state.withLock {
                 $0.runtime = runtime

@@ -113,6 +113,8 @@ package final class RaftDriver: @unchecked Sendable {
     private var lastBootstrapProposal: (term: UInt64, at: ContinuousClock.Instant)?
     private var lastLockCheck: ContinuousClock.Instant?
     private var expiriesProposed: [String: (epoch: UInt64, at: ContinuousClock.Instant)] = [:]
+    /// Page lease expiries proposed (RaftDriver+Leases.swift), by page.
+    var pageLeaseExpiriesProposed: [UInt64: (grant: UInt64, at: ContinuousClock.Instant)] = [:]
     private var snapshotIndex: UInt64
     private var appliedSinceSnapshot: (entries: UInt64, bytes: UInt64) = (0, 0)
     private var persistFailures = 0
@@ -310,7 +312,7 @@ package final class RaftDriver: @unchecked Sendable {
     }
 
     /// Proposes a command that no client waits for (bootstrap, lock expiry).
-    private func proposeUntracked(_ body: CommandBody) {
+    func proposeUntracked(_ body: CommandBody) {
         let command = Command(company: 0, client: .none, body: body)
         _ = try? node.propose(CommandCodec.encode(command))
     }
@@ -447,6 +449,7 @@ package final class RaftDriver: @unchecked Sendable {
         if lastLockCheck.map({ $0.duration(to: now) >= .milliseconds(200) }) ?? true {
             lastLockCheck = now
             expireLocks(now: now)
+            expirePageLeases(now: now)
         }
     }
 
