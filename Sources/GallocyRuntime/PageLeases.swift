@@ -57,6 +57,8 @@ package final class PageLeases: PageLeaseObserver, @unchecked Sendable {
         package var grants = 0
         package var releases = 0
         package var discarded = 0
+
+        package init() {}
     }
 
     package init(mapping: HeapMapping, member: UInt64) {

@@ -189,6 +189,9 @@ public final class Member: Sendable {
         leaseManager.configure(ttl: ttl, minimumHold: minimumHold)
     }
 
+    /// What the page leases of this process did (grants received, releases taken, leases lost).
+    package var leaseCounters: PageLeases.Counters { heapBox.leases?.counters ?? .init() }
+
     /// Allocates room for `capacity` values of `T` (memory is zeroed; `T` should be a trivial type
     /// whose all-zero bytes are a valid value, since it is shared as bytes).
     public func allocate<T>(_ type: T.Type, capacity: Int) async throws(MemberError) -> UnsafeMutablePointer<T> {
