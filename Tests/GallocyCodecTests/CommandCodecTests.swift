@@ -21,7 +21,7 @@ import Testing
         #expect(
             names == [
                 "bootstrap", "noop", "alloc", "free", "write", "atomic", "lock_acquire", "lock_release", "lock_expire",
-                "barrier", "set_root",
+                "barrier", "set_root", "lease_request", "lease_release", "lease_expire",
             ])
         // Distinct kinds start with distinct tags; one kind may have several (both barrier arrivals
         // are `barrier`).
@@ -31,7 +31,7 @@ import Testing
             if let known = kindByTag[tag] { #expect(known == command.kindName) }
             kindByTag[tag] = command.kindName
         }
-        #expect(Set(kindByTag.keys) == Set(1...12))
+        #expect(Set(kindByTag.keys) == Set(1...16))
     }
 
     @Test func tagsArePinned() {
@@ -50,6 +50,10 @@ import Testing
             case .barrierArrive: 10
             case .setRoot: 11
             case .barrierArriveAt: 12
+            case .allocIn: 13
+            case .leaseRequest: 14
+            case .leaseRelease: 15
+            case .leaseExpire: 16
             }
         }
         var rng = SplitMix64(seed: 2)

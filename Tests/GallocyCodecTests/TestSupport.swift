@@ -89,6 +89,11 @@ struct SplitMix64: RandomNumberGenerator {
             .barrierArriveAt(
                 name: name(), participants: UInt32(truncatingIfNeeded: wide()), member: wide(), generation: wide()),
             .setRoot(name: name(), address: wide()),
+            .allocIn(size: wide(), member: wide(), mode: bool() ? .sequential : .release),
+            .leaseRequest(page: wide(), member: wide(), write: bool(), ttlMillis: wide(), now: wide()),
+            .leaseRelease(page: wide(), member: wide(), grant: wide(), diff: pageWrite().diff, now: wide()),
+            .leaseRelease(page: wide(), member: wide(), grant: wide(), diff: .empty, now: wide()),
+            .leaseExpire(page: wide(), grant: wide(), now: wide()),
         ]
         return bodies.map {
             Command(
