@@ -126,7 +126,11 @@ import Testing
         #expect { try CommandCodec.decode(sealed([CommandCodec.version, 0, 0, 0, 0])) } throws: {
             ($0 as? CodecError)?.code == .unknownTag
         }
-        #expect { try CommandCodec.decode(sealed([CommandCodec.version, 13, 0, 0, 0])) } throws: {
+        #expect { try CommandCodec.decode(sealed([CommandCodec.version, 17, 0, 0, 0])) } throws: {
+            ($0 as? CodecError)?.code == .unknownTag
+        }
+        // An allocation mode this build does not know.
+        #expect { try CommandCodec.decode(sealed([CommandCodec.version, 13, 0, 0, 0, 8, 1, 2])) } throws: {
             ($0 as? CodecError)?.code == .unknownTag
         }
         #expect { try CommandCodec.decode(sealed([CommandCodec.version, 6, 0, 0, 0, 8, 4, 1])) } throws: {

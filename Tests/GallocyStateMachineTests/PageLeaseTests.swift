@@ -147,18 +147,18 @@ import Testing
         try m.apply(Self.request(page, by: 2, ttl: 100, now: 50))
         _ = m.recorder.take()
         #expect(try m.apply(.leaseExpire(page: page, grant: 2, now: 200)).rejection?.code == .staleEpoch)
-        #expect(try m.apply(.leaseExpire(page: page, grant: 3, now: 200)) == .lease(page: page, holder: 2, grant: 7, expiresAt: 300))
+        #expect(try m.apply(.leaseExpire(page: page, grant: 3, now: 200)) == .lease(page: page, holder: 2, grant: 6, expiresAt: 300))
         #expect(
             m.recorder.take() == [
                 .ended(page: page, holder: 1, grant: 3, published: false),
-                .granted(page: page, holder: 2, grant: 7, expiresAt: 300),
+                .granted(page: page, holder: 2, grant: 6, expiresAt: 300),
             ])
         // The late holder's release (its writes) is refused.
         let diff = PageDiff(writing: [7], atOffset: 0)
         #expect(try m.apply(.leaseRelease(page: page, member: 1, grant: 3, diff: diff, now: 210)).rejection?.code == .staleEpoch)
         #expect(try m.machine.read(address: address, length: 1) == [0])
         #expect(try m.apply(.leaseExpire(page: page, grant: 3, now: 400)).rejection?.code == .staleEpoch)
-        #expect(try m.apply(.leaseExpire(page: page, grant: 7, now: 400)) == .lease(page: page, holder: nil, grant: 7, expiresAt: 0))
+        #expect(try m.apply(.leaseExpire(page: page, grant: 6, now: 400)) == .lease(page: page, holder: nil, grant: 6, expiresAt: 0))
         #expect(try m.table.expiredPageLeases(now: 10_000).isEmpty)
     }
 
@@ -177,7 +177,7 @@ import Testing
         #expect(m.recorder.take() == [.ended(page: page, holder: 1, grant: 4, published: true), .shared(page: page)])
         #expect(try m.table.leaseQueue(page: page).isEmpty)
         // The writer that waited asks again and gets it.
-        #expect(try m.apply(Self.request(page, by: 3)) == .lease(page: page, holder: 3, grant: 9, expiresAt: 1000))
+        #expect(try m.apply(Self.request(page, by: 3)) == .lease(page: page, holder: 3, grant: 8, expiresAt: 1000))
     }
 
     @Test func freeingSequentialMemoryEndsItsLeases() throws {
