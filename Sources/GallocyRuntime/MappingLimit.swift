@@ -31,7 +31,8 @@ package enum MappingLimit {
         package var outOfMaps: UInt64
         /// Groups of 64 pages made writable in one `mprotect` per run.
         package var coalescedGroups: UInt64
-        /// Read-only pages a coalesced group made dirty without a write (empty diffs at release).
+        /// Read-only pages besides the faulting one that a coalesced group made dirty and writable
+        /// (written later without a fault of their own, or released with an empty diff).
         package var extraTwins: UInt64
         /// ENOMEM failures coalescing could not cure.
         package var failures: UInt64

@@ -18,9 +18,9 @@ extension RuntimeSuite {
     @Suite struct MapCountTests {
         let pageSize = SharedHeap.systemPageSize
 
-        /// The bytes a page holds before any write: its number at both ends, zeros between.
+        /// The bytes a page holds before any write: its number at both ends, zeros between (the
+        /// memfd starts zeroed; `expected` clears its buffer first).
         func stamp(_ page: Int, into buffer: UnsafeMutableRawPointer) {
-            memset(buffer, 0, pageSize)
             buffer.storeBytes(of: UInt64(page) &* 0x9E37_79B9_7F4A_7C15, as: UInt64.self)
             buffer.storeBytes(of: ~UInt64(page), toByteOffset: pageSize - 8, as: UInt64.self)
         }
@@ -31,9 +31,10 @@ extension RuntimeSuite {
         }
 
         /// The page's bytes after the writes of rounds `rounds`.
-        func expected(_ page: Int, rounds: [(round: Int, pages: Set<Int>)], into buffer: UnsafeMutableRawPointer) {
+        func expected(_ page: Int, rounds: [(round: Int, pages: [Bool])], into buffer: UnsafeMutableRawPointer) {
+            memset(buffer, 0, pageSize)
             stamp(page, into: buffer)
-            for (round, pages) in rounds where pages.contains(page) {
+            for (round, pages) in rounds where pages[page] {
                 let (offset, value) = write(page: page, round: round)
                 buffer.storeBytes(of: value, toByteOffset: offset, as: UInt64.self)
             }
@@ -43,11 +44,13 @@ extension RuntimeSuite {
         /// pre-image, the diff turns it into the page, pages that were not written have empty diffs,
         /// and every page is read-only again.
         func releaseAndCheck(
-            _ heap: HeapMapping, written: Set<Int>, before: [(round: Int, pages: Set<Int>)],
-            after: [(round: Int, pages: Set<Int>)]
+            _ heap: HeapMapping, written: [Bool], before: [(round: Int, pages: [Bool])],
+            after: [(round: Int, pages: [Bool])]
         ) throws {
             let released = heap.collectDirty()
-            #expect(Set(released.map(\.page)).isSuperset(of: written))
+            var seen = [Bool](repeating: false, count: written.count)
+            for dirty in released { seen[dirty.page] = true }
+            #expect(zip(written, seen).allSatisfy { !$0 || $1 }, "a written page was not released")
             #expect(heap.dirtyCount == 0)
             let preImage = UnsafeMutableRawPointer.allocate(byteCount: pageSize, alignment: 8)
             let wanted = UnsafeMutableRawPointer.allocate(byteCount: pageSize, alignment: 8)
@@ -66,7 +69,7 @@ extension RuntimeSuite {
                 if memcmp(preImage, wanted, pageSize) != 0 || memcmp(heap.viewPage(dirty.page), wanted, pageSize) != 0 {
                     rebuildMismatches += 1
                 }
-                if !written.contains(dirty.page) && !dirty.diff.isEmpty { nonEmptyUnwritten += 1 }
+                if !written[dirty.page] && !dirty.diff.isEmpty { nonEmptyUnwritten += 1 }
             }
             #expect(twinMismatches == 0)
             #expect(rebuildMismatches == 0)
@@ -92,15 +95,17 @@ extension RuntimeSuite {
             // group (alone in an all-read-only group: only coalescing elsewhere makes room for it).
             let tailStart = (board + 63) / 64 * 64
             let tailPages = (0..<tailGroups).map { tailStart + $0 * 64 + 32 }
-            let round1 = Set(stride(from: 0, to: board, by: 2)).union(tailPages)
-            for page in round1.sorted() {
+            let round1Pages = Array(stride(from: 0, to: board, by: 2)) + tailPages
+            var round1 = [Bool](repeating: false, count: pages)
+            for page in round1Pages { round1[page] = true }
+            for page in round1Pages {
                 let (offset, value) = write(page: page, round: 0)
                 heap.viewPage(page).storeBytes(of: value, toByteOffset: offset, as: UInt64.self)
             }
             let afterRound1 = MappingLimit.Counters.current
             let vmasDirty = try #require(MappingLimit.vmaCount)
             print(
-                "max_map_count \(maxMaps), \(pages) pages, \(round1.count) written: VMAs \(vmasBefore) -> \(vmasDirty), out of maps \(afterRound1.outOfMaps - start.outOfMaps), groups \(afterRound1.coalescedGroups - start.coalescedGroups), extra twins \(afterRound1.extraTwins - start.extraTwins)"
+                "max_map_count \(maxMaps), \(pages) pages, \(round1Pages.count) written: VMAs \(vmasBefore) -> \(vmasDirty), out of maps \(afterRound1.outOfMaps - start.outOfMaps), groups \(afterRound1.coalescedGroups - start.coalescedGroups), extra twins \(afterRound1.extraTwins - start.extraTwins)"
             )
             #expect(afterRound1.outOfMaps > start.outOfMaps)
             #expect(afterRound1.coalescedGroups > start.coalescedGroups)
@@ -108,7 +113,7 @@ extension RuntimeSuite {
             #expect(vmasDirty <= maxMaps)
             // Every written byte is in the view, and every written page is writable and dirty.
             var missing = 0
-            for page in round1 {
+            for page in round1Pages {
                 let (offset, value) = write(page: page, round: 0)
                 if heap.viewPage(page).load(fromByteOffset: offset, as: UInt64.self) != value
                     || heap.access(ofPage: page) != .readWrite
@@ -119,7 +124,7 @@ extension RuntimeSuite {
             #expect(missing == 0)
             // The tail pages' neighbours were not coalesced: room came from the board.
             #expect(tailPages.allSatisfy { heap.access(ofPage: $0 - 1) == .readOnly && heap.access(ofPage: $0 + 1) == .readOnly })
-            #expect(heap.dirtyCount >= round1.count)
+            #expect(heap.dirtyCount >= round1Pages.count)
 
             try releaseAndCheck(heap, written: round1, before: [], after: [(0, round1)])
             let vmasReleased = try #require(MappingLimit.vmaCount)
@@ -127,7 +132,8 @@ extension RuntimeSuite {
 
             // Round 2, two threads at once: the odd pages of the board, interleaved so that each
             // thread's groups hold pages the other is upgrading (skipped as someone else's).
-            let round2 = Set(stride(from: 1, to: board, by: 2))
+            var round2 = [Bool](repeating: false, count: pages)
+            for page in stride(from: 1, to: board, by: 2) { round2[page] = true }
             let address = UInt(bitPattern: heap.view)
             let pageSize = self.pageSize
             let gate = Shared()

@@ -149,8 +149,9 @@ typedef struct {
     uint64_t out_of_maps;
     /// Groups coalesced (at least one run made read+write).
     uint64_t coalesced_groups;
-    /// Read-only pages made dirty by a coalesced group without being written (their release diffs
-    /// are empty).
+    /// Read-only pages besides the faulting one whose twins a coalesced group took: they are dirty
+    /// and writable without a fault of their own (written later without a fault, or released with
+    /// an empty diff).
     uint64_t extra_twins;
     /// ENOMEM failures that coalescing could not cure (the fault chained, or the call returned ENOMEM).
     uint64_t failures;
