@@ -152,6 +152,35 @@ typedef struct {
 /// A snapshot of the counters.
 CGallocyRuntime_Counters CGallocyRuntime_counters(void);
 
+// MARK: - Out of memory mappings (vm.max_map_count)
+
+/// What the fallback for an exhausted `vm.max_map_count` has done since the region was registered.
+/// When a page's own mprotect fails with ENOMEM, the runtime coalesces an aligned group of 64
+/// pages: it holds each READ_ONLY and WRITABLE page of the group, copies the twins of the
+/// read-only ones, and makes each run of held pages read+write with one mprotect, which merges
+/// VMAs instead of splitting them (release mode only).
+typedef struct {
+    /// mprotect calls of one page (fault fast path, page_set, collect_begin) that failed with ENOMEM.
+    uint64_t out_of_maps;
+    /// Groups coalesced (at least one run made read+write).
+    uint64_t coalesced_groups;
+    /// Read-only pages besides the faulting one whose twins a coalesced group took: they are dirty
+    /// and writable without a fault of their own (written later without a fault, or released with
+    /// an empty diff).
+    uint64_t extra_twins;
+    /// ENOMEM failures that coalescing could not cure (the fault chained, or the call returned ENOMEM).
+    uint64_t failures;
+} CGallocyRuntime_MapCounters;
+
+/// A snapshot of the fallback's counters.
+CGallocyRuntime_MapCounters CGallocyRuntime_map_counters(void);
+
+/// How many memory mappings (VMAs) the process has now: the lines of /proc/self/maps, or -errno.
+int CGallocyRuntime_vma_count(void);
+
+/// /proc/sys/vm/max_map_count, or -errno.
+int CGallocyRuntime_max_map_count(void);
+
 // MARK: - Checks and measurements
 
 /// Forks a child that runs a crash routine and returns its pid (or -1): 0 writes to address 0
