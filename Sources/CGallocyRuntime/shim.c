@@ -708,10 +708,11 @@ int CGallocyRuntime_hold_end(size_t page, uint8_t previous, int hidden) {
     int result = 0;
     if (hidden &&
         mprotect(region.base + page * region.page_size, region.page_size, protection_for(previous)) != 0) {
-        // The view keeps no access; a page with no access is served by the fault service (and
-        // in the release mode, a NONE page reads through it), so the state says NONE.
         result = errno;
-        previous = CGallocyRuntime_PAGE_NONE;
+        // Out of memory mappings (vm.max_map_count): make room by coalescing and try again.
+        if (result == ENOMEM) result = protect_out_of_maps(page, protection_for(previous));
+        // Still no access: the state must say so (a NONE page goes to the fault service).
+        if (result != 0) previous = CGallocyRuntime_PAGE_NONE;
     }
     atomic_store_explicit(&region.states[page], previous, memory_order_release);
     return result;
