@@ -15,6 +15,7 @@ package struct ClusterBenchmark {
     package var seconds: Double = 3
     package var clientCounts = [1, 16, 256]
     package var sizes = [8, 4096]
+    package var reads = true
     package var executable: String = "/proc/self/exe"
 
     package init() {}
@@ -27,6 +28,10 @@ package struct ClusterBenchmark {
         package var p50: Double
         package var p99: Double
         package var max: Double
+        /// CPU time per operation in microseconds (user + system): the leader, the two other
+        /// members together, and the benchmark's own client threads. Less sensitive to other
+        /// jobs on the machine than the rates.
+        package var cpuPerOp: (leader: Double, followers: Double, clients: Double) = (0, 0, 0)
     }
 
     /// Runs everything and calls `report` with each row as it is measured.
@@ -39,7 +44,7 @@ package struct ClusterBenchmark {
             for clients in clientCounts {
                 let body = [UInt8](repeating: 0x5A, count: size)
                 let slots = UInt64((64 << 20) / max(size, 8))
-                let row = measure(name: "write \(size) B, \(clients) clients", clients: clients) { client, k in
+                let row = measure(name: "write \(size) B, \(clients) clients", clients: clients, cluster: cluster, leader: leader) { client, k in
                     let slot = (UInt64(client) &* 1_000_003 &+ UInt64(k)) % slots
                     let address = block + slot * UInt64(max(size, 8))
                     return ("PUT", "/v1/memory/0x" + String(address, radix: 16), body, cluster.httpPorts[leader - 1])
@@ -47,8 +52,8 @@ package struct ClusterBenchmark {
                 report(row)
             }
         }
-        for clients in clientCounts {
-            let row = measure(name: "read 8 B, \(clients) clients", clients: clients) { client, _ in
+        for clients in clientCounts where reads {
+            let row = measure(name: "read 8 B, \(clients) clients", clients: clients, cluster: cluster, leader: leader) { client, _ in
                 ("GET", "/v1/memory/0x" + String(block, radix: 16) + "?len=8", [], cluster.httpPorts[client % 3])
             }
             report(row)
@@ -56,8 +61,10 @@ package struct ClusterBenchmark {
     }
 
     private func measure(
-        name: String, clients: Int, request: @escaping @Sendable (Int, Int) -> (String, String, [UInt8], UInt16)
+        name: String, clients: Int, cluster: LocalCluster, leader: Int,
+        request: @escaping @Sendable (Int, Int) -> (String, String, [UInt8], UInt16)
     ) -> Row {
+        let cpuBefore = cluster.cpuSeconds()
         let latencies = Mutex<[Double]>([])
         let failures = Atomic<Int>(0)
         let group = DispatchGroup()
@@ -90,11 +97,18 @@ package struct ClusterBenchmark {
         group.wait()
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
         let sorted = latencies.withLock { $0 }.sorted()
+        let cpuAfter = cluster.cpuSeconds()
         func percentile(_ q: Double) -> Double { sorted.isEmpty ? 0 : sorted[Int(q * Double(sorted.count - 1))] }
-        return Row(
+        var row = Row(
             name: name, operations: sorted.count, failures: failures.load(ordering: .relaxed),
             perSecond: Double(sorted.count) / elapsed, p50: percentile(0.5), p99: percentile(0.99),
             max: sorted.last ?? 0)
+        if !sorted.isEmpty, cpuBefore.count == 4, cpuAfter.count == 4 {
+            let used = zip(cpuAfter, cpuBefore).map { ($0 - $1) * 1e6 / Double(sorted.count) }
+            let others = (1...3).filter { $0 != leader }.reduce(0.0) { $0 + used[$1 - 1] }
+            row.cpuPerOp = (used[leader - 1], others, used[3])
+        }
+        return row
     }
 }
 
@@ -192,6 +206,27 @@ final class LocalCluster: @unchecked Sendable {
             usleep(100_000)
         }
         throw NodeError(.network, "allocation failed; logs in \(directory)")
+    }
+
+    /// CPU seconds (user + system) used so far by each member, in id order, then by this process.
+    /// Empty if a member's `/proc` entry cannot be read.
+    func cpuSeconds() -> [Double] {
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        var result: [Double] = []
+        for pid in pids {
+            guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = text.lastIndex(of: ")")
+            else { return [] }
+            // Fields after the command name: state is field 3; utime and stime are 14 and 15.
+            let fields = text[text.index(after: close)...].split(separator: " ")
+            guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return [] }
+            result.append((user + system) / ticks)
+        }
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        let own = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+            + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+        return result + [own]
     }
 
     func stop() {
