@@ -11,6 +11,8 @@ struct BenchClusterCommand: ParsableCommand {
     @Option(help: "Concurrent client counts, comma-separated.") var clients: String = "1,16,256"
     @Option(help: "Write sizes in bytes, comma-separated (none: \"\").") var sizes: String = "8,4096"
     @Flag(help: "Skip the read cases.") var noReads = false
+    @Option(help: "Threads that multiplex the clients' connections with poll (0: one blocking thread per client).")
+    var clientThreads = 0
 
     func run() throws {
         var bench = ClusterBenchmark()
@@ -18,6 +20,7 @@ struct BenchClusterCommand: ParsableCommand {
         bench.clientCounts = clients.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
         bench.sizes = sizes.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
         bench.reads = !noReads
+        bench.clientThreads = max(0, clientThreads)
         guard !bench.clientCounts.isEmpty else { throw ValidationError("--clients: expected numbers like 1,16,256") }
         print(
             "case                              ops/s      p50 ms    p99 ms    max ms   cpu µs/op: leader others clients   (ops, failures)")

@@ -16,6 +16,10 @@ package struct ClusterBenchmark {
     package var clientCounts = [1, 16, 256]
     package var sizes = [8, 4096]
     package var reads = true
+    /// 0: each client is a thread with a blocking connection. Otherwise the clients' connections
+    /// are spread over this many threads, each waiting on all of its connections with `poll`
+    /// (every client still has one request at a time on its own keep-alive connection).
+    package var clientThreads = 0
     package var executable: String = "/proc/self/exe"
 
     package init() {}
@@ -70,7 +74,19 @@ package struct ClusterBenchmark {
         let group = DispatchGroup()
         let start = DispatchTime.now()
         let end = start.uptimeNanoseconds + UInt64(seconds * 1e9)
-        for client in 0..<clients {
+        let threads = clientThreads > 0 ? min(clientThreads, clients) : 0
+        for t in 0..<threads {
+            group.enter()
+            let mine = Array(stride(from: t, to: clients, by: threads))
+            let thread = Thread {
+                defer { group.leave() }
+                let (done, failed) = PolledClients.run(clients: mine, until: end, request: request)
+                failures.add(failed, ordering: .relaxed)
+                latencies.withLock { $0 += done }
+            }
+            thread.start()
+        }
+        for client in 0..<clients where threads == 0 {
             group.enter()
             let thread = Thread {
                 defer { group.leave() }
@@ -267,6 +283,13 @@ final class BenchConnection {
 
     deinit { if fd >= 0 { close(fd) } }
 
+    /// Hands the socket over to the caller (-1 if it did not connect); this object then owns
+    /// nothing.
+    func detach() -> Int32 {
+        defer { fd = -1 }
+        return fd
+    }
+
     /// Sends one request and reads the answer; nil on any failure (the connection is then dead).
     func send(_ method: String, _ path: String, body: [UInt8] = []) -> Int? {
         guard fd >= 0 else { return nil }
@@ -320,5 +343,109 @@ final class BenchConnection {
         if fd >= 0 { close(fd) }
         fd = -1
         return nil
+    }
+}
+
+/// Benchmark clients multiplexed on one thread: each has one nonblocking keep-alive connection
+/// and one request at a time; the thread waits on all of them with `poll`.
+enum PolledClients {
+    private struct Client {
+        var id: Int
+        var fd: Int32 = -1
+        var port: UInt16 = 0
+        var k = 0
+        var out: [UInt8] = []
+        var sent = 0
+        var input: [UInt8] = []
+        var started: UInt64 = 0
+    }
+
+    /// Runs `clients` until `end` (uptime nanoseconds); returns the latencies in ms and the
+    /// number of failed requests.
+    static func run(
+        clients ids: [Int], until end: UInt64, request: (Int, Int) -> (String, String, [UInt8], UInt16)
+    ) -> ([Double], Int) {
+        var latencies: [Double] = []
+        var failures = 0
+        var clients = ids.map { Client(id: $0) }
+        func begin(_ c: inout Client) {
+            let (method, path, body, port) = request(c.id, c.k)
+            c.k += 1
+            if c.fd >= 0 && c.port != port {
+                close(c.fd)
+                c.fd = -1
+            }
+            if c.fd < 0 {
+                let connection = BenchConnection(port: port)
+                c.fd = connection.detach()
+                c.port = port
+                if c.fd >= 0 { _ = fcntl(c.fd, F_SETFL, fcntl(c.fd, F_GETFL) | O_NONBLOCK) }
+            }
+            c.out = Array("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body
+            c.sent = 0
+            c.input.removeAll(keepingCapacity: true)
+            c.started = DispatchTime.now().uptimeNanoseconds
+        }
+        func fail(_ c: inout Client) {
+            failures += 1
+            if c.fd >= 0 { close(c.fd) }
+            c.fd = -1
+        }
+        /// The status once a whole answer is in `input`.
+        func complete(_ input: [UInt8]) -> Int? {
+            guard input.count >= 4 else { return nil }
+            var end: Int?
+            for k in 0...(input.count - 4) where input[k] == 13 && input[k + 1] == 10 && input[k + 2] == 13 && input[k + 3] == 10 {
+                end = k
+                break
+            }
+            guard let end else { return nil }
+            let head = String(decoding: input[..<end], as: UTF8.self)
+            var length = 0
+            for line in head.split(separator: "\r\n").dropFirst() where line.lowercased().hasPrefix("content-length:") {
+                length = Int(line.dropFirst(15).trimmingCharacters(in: .whitespaces)) ?? 0
+            }
+            guard input.count >= end + 4 + length, head.count >= 12 else { return nil }
+            return Int(head.dropFirst(9).prefix(3)) ?? 0
+        }
+        for k in clients.indices { begin(&clients[k]) }
+        var fds = [pollfd](repeating: pollfd(), count: clients.count)
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while DispatchTime.now().uptimeNanoseconds < end {
+            for (k, c) in clients.enumerated() {
+                fds[k] = pollfd(fd: c.fd, events: Int16(c.sent < c.out.count ? POLLOUT : POLLIN), revents: 0)
+            }
+            guard poll(&fds, nfds_t(fds.count), 100) > 0 else { continue }
+            for k in clients.indices where fds[k].revents != 0 {
+                if clients[k].fd < 0 {
+                    begin(&clients[k])
+                    continue
+                }
+                if clients[k].sent < clients[k].out.count {
+                    let n = clients[k].out[clients[k].sent...].withUnsafeBytes {
+                        Glibc.send(clients[k].fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+                    }
+                    if n > 0 { clients[k].sent += n } else if errno != EAGAIN { fail(&clients[k]); begin(&clients[k]) }
+                    continue
+                }
+                let n = chunk.withUnsafeMutableBytes { recv(clients[k].fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 {
+                    if n < 0 && errno == EAGAIN { continue }
+                    fail(&clients[k])
+                    begin(&clients[k])
+                    continue
+                }
+                clients[k].input += chunk[..<n]
+                guard let status = complete(clients[k].input) else { continue }
+                if status == 200 {
+                    latencies.append(Double(DispatchTime.now().uptimeNanoseconds - clients[k].started) / 1e6)
+                } else {
+                    failures += 1
+                }
+                begin(&clients[k])
+            }
+        }
+        for c in clients where c.fd >= 0 { close(c.fd) }
+        return (latencies, failures)
     }
 }
