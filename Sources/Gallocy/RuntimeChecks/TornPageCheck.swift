@@ -12,8 +12,9 @@ import Synchronization
 ///
 /// Every 8-byte word of the pages holds `encode(g)` (g times an odd constant, so that every byte
 /// changes from one generation to the next and each page's diff is one run). A read pass is not a
-/// snapshot: it reads word after word, forward over all the pages and back, while entries keep
-/// applying. So a pass may well see two generations (it spanned an apply: `mixedPasses`). What a
+/// snapshot: it reads word after word, forward over the pages and back, while entries keep
+/// applying (most passes read one word of each page, which takes far less time than an apply;
+/// every 256th reads every word). So a pass may well see two generations (it spanned an apply: `mixedPasses`). What a
 /// reader can never see, if entries apply atomically, is a decrease: generations only grow, so
 /// reads made one after the other (each load ordered after the previous one) see non-decreasing
 /// generations. A pass that reads generation g and later, in the same pass, an older one proves
