@@ -718,6 +718,23 @@ int CGallocyRuntime_hold_end(size_t page, uint8_t previous, int hidden) {
     return result;
 }
 
+int CGallocyRuntime_hold_protect_run(size_t first, size_t count, uint8_t state) {
+    if (!atomic_load(&region_active) || first + count > region.page_count || count == 0) return EINVAL;
+    int protection = protection_for(state);
+    if (mprotect(region.base + first * region.page_size, count * region.page_size, protection) == 0)
+        return 0;
+    int error = errno;
+    if (error != ENOMEM) return error;
+    // Out of memory mappings: page by page, making room where a page needs it.
+    int result = 0;
+    for (size_t page = first; page < first + count; page++) {
+        if (mprotect(region.base + page * region.page_size, region.page_size, protection) == 0) continue;
+        int failed = errno == ENOMEM ? protect_out_of_maps(page, protection) : errno;
+        if (failed != 0) result = failed;
+    }
+    return result;
+}
+
 void CGallocyRuntime_wake_parked(void) { wake_parked(); }
 
 // MARK: - Fault service

@@ -115,6 +115,12 @@ uint8_t CGallocyRuntime_hold_begin(size_t page, int hide, int *hidden);
 /// threads: call `CGallocyRuntime_wake_parked` once after ending the holds of one change.
 int CGallocyRuntime_hold_end(size_t page, uint8_t previous, int hidden);
 
+/// Sets the view's protection of the held pages [first, first + count) to that of `state` with
+/// one mprotect (a change of many contiguous pages hides and shows them with one call each way);
+/// out of memory mappings, page by page, making room where needed. Returns 0 or an errno. The
+/// pages' states are not touched: the caller holds them (APPLYING).
+int CGallocyRuntime_hold_protect_run(size_t first, size_t count, uint8_t state);
+
 /// Wakes every thread parked in the handler (on a held or a requested page) to retry.
 void CGallocyRuntime_wake_parked(void);
 
