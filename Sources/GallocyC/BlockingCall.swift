@@ -13,16 +13,16 @@ enum BlockingCall {
     /// an async context that called C).
     static var isOnSwiftTask: Bool { withUnsafeCurrentTask { $0 != nil } }
 
+    static let wrongThread = CallError(
+        GALLOCY_E_WRONG_THREAD,
+        "a blocking libgallocy call was made from a Swift concurrency thread (a Swift task, or a callback libgallocy "
+            + "runs); call it from a plain thread")
+
     /// Runs `body` to its end and returns its result; `GALLOCY_E_WRONG_THREAD` from a Swift task.
     /// Prepares the calling thread for the heap first (the member prepares only the pool threads
     /// its own work runs on).
     static func run<T>(_ body: @escaping @Sendable () async throws(MemberError) -> T) -> Result<T, CallError> {
-        if isOnSwiftTask {
-            return .failure(
-                CallError(
-                    GALLOCY_E_WRONG_THREAD,
-                    "a blocking libgallocy call was made from a Swift concurrency thread; call it from a plain thread"))
-        }
+        if isOnSwiftTask { return .failure(wrongThread) }
         Member.prepareThread()
         let outcome = Outcome<T>()
         let done = DispatchSemaphore(value: 0)

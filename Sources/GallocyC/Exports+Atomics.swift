@@ -1,3 +1,6 @@
+// swift-format-ignore-file: AlwaysUseLowerCamelCase
+
+// (the functions carry the C names that gallocy.h declares)
 import CGallocyABI
 import Gallocy
 
@@ -13,11 +16,14 @@ private func pointer(_ address: UInt) -> UnsafeMutablePointer<UInt64> { UnsafeMu
 
 @c @implementation
 public func gallocy_atomic_add(
-    _ member: OpaquePointer?, _ word: UnsafeMutablePointer<UInt64>?, _ delta: UInt64, _ old: UnsafeMutablePointer<UInt64>?
+    _ member: OpaquePointer?, _ word: UnsafeMutablePointer<UInt64>?, _ delta: UInt64,
+    _ old: UnsafeMutablePointer<UInt64>?
 ) -> gallocy_error_t {
     let address: UInt
     do throws(CallError) { address = try wordAddress(word, "gallocy_atomic_add") } catch { return error.record() }
-    return MemberHandle.call(member, { (m) async throws(MemberError) in try await m.atomicAdd(pointer(address), delta) }) {
+    return MemberHandle.call(member) { (m) async throws(MemberError) in
+        try await m.atomicAdd(pointer(address), delta)
+    } store: {
         old?.pointee = $0
     }
 }
@@ -29,9 +35,9 @@ public func gallocy_atomic_cas(
 ) -> gallocy_error_t {
     let address: UInt
     do throws(CallError) { address = try wordAddress(word, "gallocy_atomic_cas") } catch { return error.record() }
-    return MemberHandle.call(member, { (m) async throws(MemberError) in
+    return MemberHandle.call(member) { (m) async throws(MemberError) in
         try await m.compareAndSwap(pointer(address), expected: expected, desired: desired)
-    }) {
+    } store: {
         exchanged?.pointee = $0.exchanged
         old?.pointee = $0.old
     }
@@ -39,11 +45,14 @@ public func gallocy_atomic_cas(
 
 @c @implementation
 public func gallocy_atomic_swap(
-    _ member: OpaquePointer?, _ word: UnsafeMutablePointer<UInt64>?, _ value: UInt64, _ old: UnsafeMutablePointer<UInt64>?
+    _ member: OpaquePointer?, _ word: UnsafeMutablePointer<UInt64>?, _ value: UInt64,
+    _ old: UnsafeMutablePointer<UInt64>?
 ) -> gallocy_error_t {
     let address: UInt
     do throws(CallError) { address = try wordAddress(word, "gallocy_atomic_swap") } catch { return error.record() }
-    return MemberHandle.call(member, { (m) async throws(MemberError) in try await m.atomicSwap(pointer(address), value) }) {
+    return MemberHandle.call(member) { (m) async throws(MemberError) in
+        try await m.atomicSwap(pointer(address), value)
+    } store: {
         old?.pointee = $0
     }
 }
@@ -55,7 +64,9 @@ public func gallocy_atomic_load(
     guard let value else { return CallError.invalidArgument("gallocy_atomic_load: value is NULL").record() }
     let address: UInt
     do throws(CallError) { address = try wordAddress(word, "gallocy_atomic_load") } catch { return error.record() }
-    return MemberHandle.call(member, { (m) async throws(MemberError) in try await m.atomicLoad(pointer(address)) }) {
+    return MemberHandle.call(member) { (m) async throws(MemberError) in
+        try await m.atomicLoad(pointer(address))
+    } store: {
         value.pointee = $0
     }
 }

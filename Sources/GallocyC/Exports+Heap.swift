@@ -1,3 +1,6 @@
+// swift-format-ignore-file: AlwaysUseLowerCamelCase
+
+// (the functions carry the C names that gallocy.h declares)
 import CGallocyABI
 import Gallocy
 
@@ -8,7 +11,9 @@ public func gallocy_alloc(_ member: OpaquePointer?, _ size: Int, _ out: UnsafeMu
     -> gallocy_error_t
 {
     guard let out else { return CallError.invalidArgument("gallocy_alloc: out is NULL").record() }
-    return MemberHandle.call(member, { (m) async throws(MemberError) in UInt(bitPattern: try await m.allocate(byteCount: size)) }) {
+    return MemberHandle.call(member) { (m) async throws(MemberError) in
+        UInt(bitPattern: try await m.allocate(byteCount: size))
+    } store: {
         out.pointee = UnsafeMutableRawPointer(bitPattern: $0)
     }
 }
@@ -29,9 +34,11 @@ public func gallocy_root(
     guard let out else { return CallError.invalidArgument("gallocy_root: out is NULL").record() }
     let rootName: String
     do throws(CallError) { rootName = try swiftString(name, "the root's name") } catch { return error.record() }
-    return MemberHandle.call(member, { (m) async throws(MemberError) in
+    return MemberHandle.call(member) { (m) async throws(MemberError) in
         try await m.root(named: rootName).map { UInt(bitPattern: $0) }
-    }) { out.pointee = $0.flatMap { UnsafeMutableRawPointer(bitPattern: $0) } }
+    } store: {
+        out.pointee = $0.flatMap { UnsafeMutableRawPointer(bitPattern: $0) }
+    }
 }
 
 @c @implementation
@@ -56,11 +63,13 @@ public func gallocy_root_or_create(
     do throws(CallError) { rootName = try swiftString(name, "the root's name") } catch { return error.record() }
     // The initializer runs on the task's thread while this one waits; see gallocy_initializer_t.
     let callback = Carried((initialize, context))
-    return MemberHandle.call(member, { (m) async throws(MemberError) in
+    return MemberHandle.call(member) { (m) async throws(MemberError) in
         let block = try await m.root(named: rootName, orCreate: size) { block in
             let (initialize, context) = callback.value
             initialize?(block, context)
         }
         return UInt(bitPattern: block)
-    }) { out.pointee = UnsafeMutableRawPointer(bitPattern: $0) }
+    } store: {
+        out.pointee = UnsafeMutableRawPointer(bitPattern: $0)
+    }
 }

@@ -1,3 +1,6 @@
+// swift-format-ignore-file: AlwaysUseLowerCamelCase
+
+// (the functions carry the C names that gallocy.h declares)
 import CGallocyABI
 import Gallocy
 
@@ -38,24 +41,31 @@ public func gallocy_lock(
     let lockName: String
     do throws(CallError) { lockName = try swiftString(name, "the lock's name") } catch { return error.record() }
     guard leaseMillis > 0 else { return CallError.invalidArgument("lock \(lockName) with a lease of 0 ms").record() }
-    guard let handle = MemberHandle.from(member) else { return CallError.invalidArgument("the member is NULL").record() }
+    guard let handle = MemberHandle.from(member) else {
+        return CallError.invalidArgument("the member is NULL").record()
+    }
     let lease = Duration.milliseconds(Int64(clamping: leaseMillis))
     let clock = ContinuousClock()
     let deadline = waitMillis < 0 ? nil : clock.now.advanced(by: .milliseconds(waitMillis))
-    return MemberHandle.call(member, { (m) async throws(MemberError) -> SharedLock in
+    return MemberHandle.call(member) { (m) async throws(MemberError) -> SharedLock in
         while true {
             let left = deadline.map { clock.now.duration(to: $0) }
             do throws(MemberError) {
                 return try await m.lock(lockName, lease: lease, wait: min(left ?? lockWaitSlice, lockWaitSlice))
             } catch {
                 guard error.code == .lockBusy else { throw error }
-                if handle.isStopping { throw MemberError(.stopped, "the member was stopped while waiting for lock \(lockName)") }
+                if handle.isStopping {
+                    throw MemberError(.stopped, "the member was stopped while waiting for lock \(lockName)")
+                }
                 if let deadline, clock.now >= deadline {
-                    throw MemberError(.lockBusy, "lock \(lockName) not granted within \(waitMillis) ms: \(error.message)")
+                    throw MemberError(
+                        .lockBusy, "lock \(lockName) not granted within \(waitMillis) ms: \(error.message)")
                 }
             }
         }
-    }) { out.pointee = OpaquePointer(Unmanaged.passRetained(LockHandle($0)).toOpaque()) }
+    } store: {
+        out.pointee = OpaquePointer(Unmanaged.passRetained(LockHandle($0)).toOpaque())
+    }
 }
 
 @c @implementation

@@ -1,3 +1,6 @@
+// swift-format-ignore-file: AlwaysUseLowerCamelCase
+
+// (the functions carry the C names that gallocy.h declares)
 import CGallocyABI
 import Gallocy
 import Synchronization
@@ -24,6 +27,9 @@ final class MemberHandle: Sendable {
         _ pointer: OpaquePointer?, _ body: @escaping @Sendable (Member) async throws(MemberError) -> T,
         store: (T) -> Void = { _ in }
     ) -> gallocy_error_t {
+        // The thread first: a call that must not block here fails the same way whatever its
+        // arguments.
+        if BlockingCall.isOnSwiftTask { return BlockingCall.wrongThread.record() }
         guard let handle = from(pointer) else { return CallError.invalidArgument("the member is NULL").record() }
         let member = handle.member
         let result = BlockingCall.run { () async throws(MemberError) -> T in try await body(member) }
@@ -46,7 +52,9 @@ public func gallocy_start(_ options: OpaquePointer?) -> OpaquePointer? {
         return nil
     }
     let readyTimeout = startOptions.readyTimeout
-    switch BlockingCall.run({ () async throws(MemberError) in try await Member.start(memberOptions, readyTimeout: readyTimeout) }) {
+    switch BlockingCall.run({ () async throws(MemberError) in
+        try await Member.start(memberOptions, readyTimeout: readyTimeout)
+    }) {
     case .success(let member):
         return OpaquePointer(Unmanaged.passRetained(MemberHandle(member: member)).toOpaque())
     case .failure(let error):
@@ -57,10 +65,10 @@ public func gallocy_start(_ options: OpaquePointer?) -> OpaquePointer? {
 
 @c @implementation
 public func gallocy_stop(_ member: OpaquePointer?) -> gallocy_error_t {
-    guard let handle = MemberHandle.from(member) else { return CallError.invalidArgument("the member is NULL").record() }
-    if BlockingCall.isOnSwiftTask {
-        return CallError(GALLOCY_E_WRONG_THREAD, "gallocy_stop was called from a Swift concurrency thread").record()
+    guard let handle = MemberHandle.from(member) else {
+        return CallError.invalidArgument("the member is NULL").record()
     }
+    if BlockingCall.isOnSwiftTask { return BlockingCall.wrongThread.record() }
     handle.markStopping()
     let stopping = handle.member
     let result = BlockingCall.run { () async throws(MemberError) in await stopping.stop() }

@@ -1,3 +1,6 @@
+// swift-format-ignore-file: AlwaysUseLowerCamelCase
+
+// (the functions carry the C names that gallocy.h declares)
 import CGallocyABI
 import Gallocy
 import Logging
@@ -75,7 +78,9 @@ public func gallocy_options_set_id(_ options: OpaquePointer?, _ id: UInt64) -> g
 
 @c @implementation
 public func gallocy_options_set_data_dir(_ options: OpaquePointer?, _ path: UnsafePointer<CChar>?) -> gallocy_error_t {
-    StartOptions.update(options) { (o) throws(CallError) in o.dataDirectory = try swiftString(path, "the data directory") }
+    StartOptions.update(options) { (o) throws(CallError) in
+        o.dataDirectory = try swiftString(path, "the data directory")
+    }
 }
 
 @c @implementation
@@ -118,7 +123,8 @@ public func gallocy_options_set_secret(_ options: OpaquePointer?, _ secret: Unsa
 }
 
 @c @implementation
-public func gallocy_options_set_log_level(_ options: OpaquePointer?, _ level: UnsafePointer<CChar>?) -> gallocy_error_t {
+public func gallocy_options_set_log_level(_ options: OpaquePointer?, _ level: UnsafePointer<CChar>?) -> gallocy_error_t
+{
     StartOptions.update(options) { (o) throws(CallError) in
         let name = try swiftString(level, "the log level")
         guard Logger.Level(rawValue: name) != nil else {

@@ -20,7 +20,8 @@ struct CProgramTests {
         let compile = try CToolchain.run(
             CToolchain.gcc!,
             [
-                "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", "-I", CToolchain.includeDirectory,
+                "-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", "-I",
+                CToolchain.includeDirectory,
                 source.path,
             ])
         #expect(compile.status == 0, "gcc -std=c99 -pedantic on gallocy.h:\n\(compile.output)")
@@ -33,9 +34,28 @@ struct CProgramTests {
         #expect(dynamic.status == 0, "\(dynamic.output)")
         #expect(dynamic.output.contains("Library soname: [libgallocy.so.0]"), "\(dynamic.output)")
         let symbols = try CToolchain.run(readelf, ["--dyn-syms", "--wide", library])
-        for name in ["gallocy_start", "gallocy_lock", "gallocy_barrier", "gallocy_atomic_cas", "gallocy_last_error_message"] {
+        for name in [
+            "gallocy_start", "gallocy_lock", "gallocy_barrier", "gallocy_atomic_cas", "gallocy_last_error_message",
+        ] {
             #expect(symbols.output.contains(" \(name)\n"), "\(name) is not exported by \(library)")
         }
+    }
+
+    /// A Swift task that calls a blocking function (here through dlopen, as a C library called
+    /// from async code would) is refused at once instead of blocking a concurrency thread.
+    @Test func aBlockingCallFromASwiftTaskIsRefusedWithWrongThread() async throws {
+        let library = (CToolchain.buildDirectory() as NSString).appendingPathComponent(CToolchain.builtLibraryName)
+        let handle = try #require(
+            dlopen(library, RTLD_NOW | RTLD_LOCAL), "dlopen \(library): \(String(cString: dlerror()))")
+        // Never dlclose'd: the Swift runtime keeps pointers into a loaded library's metadata.
+        typealias Commit = @convention(c) (OpaquePointer?) -> Int32
+        typealias Message = @convention(c) () -> UnsafePointer<CChar>?
+        let commit = unsafeBitCast(try #require(dlsym(handle, "gallocy_commit")), to: Commit.self)
+        let message = unsafeBitCast(try #require(dlsym(handle, "gallocy_last_error_message")), to: Message.self)
+        // No member is needed: the thread is checked before anything else.
+        #expect(commit(nil) == 100)  // GALLOCY_E_WRONG_THREAD
+        let text = message().map { String(cString: $0) } ?? ""
+        #expect(text.contains("Swift concurrency thread"), "\(text)")
     }
 
     /// Three C processes, each `n` increments under a lock and `n` atomic adds; after a barrier
@@ -71,8 +91,8 @@ struct CProgramTests {
             for peer in 1...3 where peer != id { arguments += ["--peer", "\(peer)=\(peerAddress(peer))"] }
             let stdout = directory.appendingPathComponent("member\(id).out")
             let stderr = directory.appendingPathComponent("member\(id).err")
-            FileManager.default.createFile(atPath: stdout.path, contents: nil)
-            FileManager.default.createFile(atPath: stderr.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: stdout.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: stderr.path, contents: nil)
             let process = Process()
             process.executableURL = URL(fileURLWithPath: program)
             process.arguments = arguments
@@ -90,7 +110,8 @@ struct CProgramTests {
         for member in members {
             let stdout = (try? String(contentsOf: member.stdout, encoding: .utf8)) ?? ""
             let stderr = (try? String(contentsOf: member.stderr, encoding: .utf8)) ?? ""
-            let context = "member \(member.id) (files in \(directory.path)):\nstdout: \(stdout)\nstderr: \(stderr.suffix(4000))"
+            let context =
+                "member \(member.id) (files in \(directory.path)):\nstdout: \(stdout)\nstderr: \(stderr.suffix(4000))"
             guard !member.process.isRunning else {
                 keep = true
                 Issue.record("member \(member.id) did not finish within 240 s; \(context)")
