@@ -10,8 +10,8 @@
  *
  * It also checks, for the interface's sake: its own allocation published under a root and seen
  * by every other member after the barrier, compare-and-swap and swap on a word of its own,
- * gallocy_free twice (the second is GALLOCY_E_NOT_ALLOCATED with a message), and a bounded lock
- * wait. Exit status 0 if every check held, 1 otherwise (the reasons on stderr).
+ * gallocy_free of an address inside a block (GALLOCY_E_NOT_ALLOCATED with a message), and a
+ * bounded lock wait. Exit status 0 if every check held, 1 otherwise (the reasons on stderr).
  */
 #include <gallocy.h>
 
@@ -156,13 +156,15 @@ int main(int argc, char **argv) {
     check(gallocy_atomic_load(member, slot, &value), "gallocy_atomic_load");
     if (value != id + 100) fail("gallocy_atomic_load did not read the swapped value");
 
-    /* Errors: a second free of one block is refused, with a message. */
+    /* Errors: freeing an address inside a block, not its start, is refused with a message. (A
+     * second free of a freed block is not a reliable check here: another member may have been
+     * given the same range in between.) */
     void *scratch = NULL;
     check(gallocy_alloc(member, 16, &scratch), "gallocy_alloc");
+    if (gallocy_free(member, (char *)scratch + 8) != GALLOCY_E_NOT_ALLOCATED ||
+        gallocy_last_error() != GALLOCY_E_NOT_ALLOCATED || gallocy_last_error_message()[0] == '\0')
+        fail("freeing the middle of a block was not GALLOCY_E_NOT_ALLOCATED with a message");
     check(gallocy_free(member, scratch), "gallocy_free");
-    if (gallocy_free(member, scratch) != GALLOCY_E_NOT_ALLOCATED || gallocy_last_error() != GALLOCY_E_NOT_ALLOCATED ||
-        gallocy_last_error_message()[0] == '\0')
-        fail("a second gallocy_free was not GALLOCY_E_NOT_ALLOCATED with a message");
     if (gallocy_atomic_add(member, (uint64_t *)((char *)slot + 1), 1, NULL) != GALLOCY_E_INVALID_ARGUMENT)
         fail("an atomic on a misaligned word was not GALLOCY_E_INVALID_ARGUMENT");
 
