@@ -117,7 +117,7 @@ public func gallocy_options_set_secret(_ options: OpaquePointer?, _ secret: Unsa
     -> gallocy_error_t
 {
     StartOptions.update(options) { (o) throws(CallError) in
-        guard let secret else { throw CallError.invalidArgument("the secret is NULL") }
+        guard let secret, length > 0 else { throw CallError.invalidArgument("the secret is NULL or empty") }
         o.secret = Array(UnsafeRawBufferPointer(start: secret, count: length))
     }
 }

@@ -142,7 +142,7 @@ gallocy_error_t gallocy_options_set_join(gallocy_options_t *options, bool join);
  * cluster that exists keeps the size it was made with. */
 gallocy_error_t gallocy_options_set_heap_size(gallocy_options_t *options, uint64_t bytes);
 
-/* The shared cluster secret that peers must prove (`length` bytes, copied; default: none). */
+/* The shared cluster secret that peers must prove (`length` > 0 bytes, copied; default: none). */
 gallocy_error_t gallocy_options_set_secret(gallocy_options_t *options, const void *secret, size_t length);
 
 /* The log level of the member's log lines on stderr: "trace", "debug", "info", "notice",
