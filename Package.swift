@@ -10,6 +10,9 @@ let package = Package(
     products: [
         .executable(name: "gallocy", targets: ["gallocy"]),
         .library(name: "Gallocy", targets: ["Gallocy"]),
+        // libgallocy, the C interface (docs/c-api.md). SwiftPM names the file libGallocyC.so (a
+        // product may not share the executable's name); its soname is libgallocy.so.0.
+        .library(name: "GallocyC", type: .dynamic, targets: ["GallocyC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -55,6 +58,14 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // The C interface: gallocy.h (include/) for plain C programs, and its implementation in
+        // Swift (@c @implementation, checked against the header) over the engine's Member API.
+        .target(name: "CGallocyABI"),
+        .target(
+            name: "GallocyC",
+            dependencies: ["CGallocyABI", "Gallocy", .product(name: "Logging", package: "swift-log")],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "-soname=libgallocy.so.0"])]
+        ),
         // The command-line tool: argument parsing and printing only.
         .executableTarget(
             name: "gallocy",
@@ -94,6 +105,9 @@ let package = Package(
             name: "GallocyLogToolTests",
             dependencies: ["Gallocy", "GallocyStorage", "GallocyStateMachine", "GallocyCodec", "GallocyRaft", "gallocy"]
         ),
+        // The C interface from C: gcc builds a C program against gallocy.h and libgallocy, and
+        // three of its processes form a cluster.
+        .testTarget(name: "GallocyCTests"),
         // Whole-system tests: real `gallocy node` processes on loopback.
         .testTarget(name: "GallocyIntegrationTests", dependencies: ["gallocy", "GallocyCodec"]),
     ]

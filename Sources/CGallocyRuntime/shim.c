@@ -5,6 +5,7 @@
 #include "CGallocyRuntime.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
@@ -167,6 +168,234 @@ static void request_service(size_t page, uint8_t from, int is_write) {
     park_until_granted(page);
 }
 
+// MARK: - Out of memory mappings (vm.max_map_count)
+//
+// Every run of pages with one protection is a VMA of the view, and a process may hold only
+// vm.max_map_count of them (65,530 by default): a checkerboard of read-only and writable pages runs
+// out past about 32,000 writable pages, and a single-page mprotect then fails with ENOMEM. The
+// fallback merges VMAs instead of splitting them: it holds every READ_ONLY and WRITABLE page of an
+// aligned group of 64 pages (CAS into UPGRADING; pages in any other state belong to someone else
+// and are skipped), copies the twins of the read-only ones, and makes each run of held pages
+// read+write with one mprotect. The read-only pages it takes are dirty without a write: their
+// diffs at the release are empty. Everything here is async-signal-safe (atomics, memcpy, mprotect).
+//
+// Why a failed group mprotect leaves every protection as it was: mprotect walks the range's VMAs
+// in order and fails with ENOMEM only when it must split one (the split is checked before that
+// VMA's protection changes). Only the first VMA of a run can need a split: every later one is
+// adjacent to the part already made read+write and merges into it (shrinking or absorbing the
+// VMA) without a split. So ENOMEM comes before anything changed. The code does not rely on it
+// blindly: after a failure it write-protects the run's read-only pages again (a no-op when nothing
+// changed) and reports a failure to do so as fatal.
+
+enum { GROUP_PAGES = 64, COALESCE_ATTEMPTS = 8, FRAGMENTED_TRANSITIONS = 4 };
+
+static _Atomic uint64_t counter_out_of_maps, counter_coalesced, counter_extra_twins, counter_map_failures;
+static _Atomic size_t coalesce_cursor;
+
+// Publishes a page made read+write by the fault path: dirty bit, count, then WRITABLE.
+static void publish_dirty(size_t page) {
+    atomic_fetch_or_explicit(&region.dirty_words[page / 64], (uint64_t)1 << (page % 64),
+                             memory_order_acq_rel);
+    atomic_fetch_add_explicit(&dirty_count, 1, memory_order_relaxed);
+    atomic_store_explicit(&region.states[page], CGallocyRuntime_PAGE_WRITABLE, memory_order_release);
+}
+
+// Coalesces group `group` (pages [group * 64, group * 64 + 64) of the heap). `own` is a page of the
+// group that the caller holds in UPGRADING with its twin copied (SIZE_MAX for none): it is treated
+// as a held read-only page, and left in UPGRADING if its run could not be made writable. Returns
+// true if `own` was made writable (dirty bit set, WRITABLE stored). Sets `*fatal` if a failed run
+// could not be write-protected again.
+static bool coalesce_group(size_t group, size_t own, bool *fatal) {
+    size_t first = group * GROUP_PAGES;
+    size_t end = first + GROUP_PAGES;
+    if (end > region.page_count) end = region.page_count;
+    size_t count = end - first;
+    size_t size = region.page_size;
+    uint64_t read_only = 0, writable = 0;
+    for (size_t i = 0; i < count; i++) {
+        size_t page = first + i;
+        uint64_t bit = (uint64_t)1 << i;
+        if (page == own) {
+            read_only |= bit;
+            continue;
+        }
+        uint8_t state = atomic_load_explicit(&region.states[page], memory_order_acquire);
+        if (state != CGallocyRuntime_PAGE_READ_ONLY && state != CGallocyRuntime_PAGE_WRITABLE)
+            continue; // NONE or transient: not ours to hold
+        if (!atomic_compare_exchange_strong_explicit(&region.states[page], &state,
+                                                     CGallocyRuntime_PAGE_UPGRADING,
+                                                     memory_order_acq_rel, memory_order_acquire))
+            continue;
+        if (state == CGallocyRuntime_PAGE_READ_ONLY) {
+            // Read-only for every thread while held: the copy is consistent.
+            memcpy(region.twin + page * size, region.base + page * size, size);
+            read_only |= bit;
+        } else {
+            writable |= bit;
+        }
+    }
+    uint64_t made = 0;
+    uint64_t rest = read_only | writable;
+    while (rest) {
+        int start = __builtin_ctzll(rest);
+        uint64_t from = rest >> start;
+        int length = ~from == 0 ? 64 - start : __builtin_ctzll(~from);
+        uint64_t run = (length == 64 ? ~(uint64_t)0 : (((uint64_t)1 << length) - 1)) << start;
+        rest &= ~run;
+        if (!(run & read_only)) continue; // read+write already
+        char *address = region.base + (first + (size_t)start) * size;
+        if (mprotect(address, (size_t)length * size, PROT_READ | PROT_WRITE) == 0) {
+            made |= run & read_only;
+            continue;
+        }
+        // Put the run's read-only pages back (a no-op if the failed call changed nothing).
+        uint64_t back = run & read_only;
+        while (back) {
+            int s = __builtin_ctzll(back);
+            uint64_t f = back >> s;
+            int n = ~f == 0 ? 64 - s : __builtin_ctzll(~f);
+            back &= n == 64 ? 0 : ~((((uint64_t)1 << n) - 1) << s);
+            if (mprotect(region.base + (first + (size_t)s) * size, (size_t)n * size, PROT_READ) != 0)
+                *fatal = true;
+        }
+    }
+    if (made) {
+        atomic_fetch_or_explicit(&region.dirty_words[first / 64], made, memory_order_acq_rel);
+        atomic_fetch_add_explicit(&dirty_count, (size_t)__builtin_popcountll(made),
+                                  memory_order_relaxed);
+        atomic_fetch_add_explicit(&counter_coalesced, 1, memory_order_relaxed);
+        uint64_t extra = own >= first && own < end ? made & ~((uint64_t)1 << (own - first)) : made;
+        atomic_fetch_add_explicit(&counter_extra_twins, (uint64_t)__builtin_popcountll(extra),
+                                  memory_order_relaxed);
+    }
+    for (size_t i = 0; i < count; i++) {
+        size_t page = first + i;
+        uint64_t bit = (uint64_t)1 << i;
+        if ((made | writable) & bit)
+            atomic_store_explicit(&region.states[page], CGallocyRuntime_PAGE_WRITABLE,
+                                  memory_order_release);
+        else if ((read_only & bit) && page != own)
+            atomic_store_explicit(&region.states[page], CGallocyRuntime_PAGE_READ_ONLY,
+                                  memory_order_release);
+    }
+    return own >= first && own < end && (made & ((uint64_t)1 << (own - first)));
+}
+
+// Finds a group other than `skip` with at least FRAGMENTED_TRANSITIONS changes between READ_ONLY
+// and WRITABLE neighbours (so coalescing it frees VMAs), scanning from a shared cursor.
+static bool find_fragmented_group(size_t skip, size_t *found) {
+    size_t groups = (region.page_count + GROUP_PAGES - 1) / GROUP_PAGES;
+    size_t start = atomic_load_explicit(&coalesce_cursor, memory_order_relaxed) % groups;
+    for (size_t n = 0; n < groups; n++) {
+        size_t group = (start + n) % groups;
+        if (group == skip) continue;
+        size_t first = group * GROUP_PAGES;
+        size_t end = first + GROUP_PAGES;
+        if (end > region.page_count) end = region.page_count;
+        int transitions = 0;
+        uint8_t before = atomic_load_explicit(&region.states[first], memory_order_relaxed);
+        for (size_t page = first + 1; page < end; page++) {
+            uint8_t state = atomic_load_explicit(&region.states[page], memory_order_relaxed);
+            if (state != before &&
+                (state == CGallocyRuntime_PAGE_READ_ONLY || state == CGallocyRuntime_PAGE_WRITABLE) &&
+                (before == CGallocyRuntime_PAGE_READ_ONLY || before == CGallocyRuntime_PAGE_WRITABLE))
+                transitions++;
+            before = state;
+        }
+        if (transitions >= FRAGMENTED_TRANSITIONS) {
+            atomic_store_explicit(&coalesce_cursor, group + 1, memory_order_relaxed);
+            *found = group;
+            return true;
+        }
+    }
+    return false;
+}
+
+// After an mprotect of `page` failed with ENOMEM: coalesces a fragmented group elsewhere (release
+// mode only: it dirties read-only pages, which the lease mode must not do). Returns true if it did,
+// so that the caller's mprotect may succeed now.
+static bool make_room(size_t page, bool *fatal) {
+    if (region.mode != CGallocyRuntime_MODE_RELEASE || *fatal) return false;
+    size_t group;
+    if (!find_fragmented_group(page / GROUP_PAGES, &group)) return false;
+    coalesce_group(group, SIZE_MAX, fatal);
+    return true;
+}
+
+// The fast path's fallback: `page` is held in UPGRADING with its twin copied, and its own mprotect
+// failed with ENOMEM. Makes it writable and dirty, by coalescing its group, or failing that other
+// fragmented groups until its own mprotect succeeds. Returns false if nothing worked (the caller
+// puts the page back and chains).
+static bool upgrade_out_of_maps(size_t page) {
+    atomic_fetch_add_explicit(&counter_out_of_maps, 1, memory_order_relaxed);
+    bool fatal = false;
+    if (coalesce_group(page / GROUP_PAGES, page, &fatal)) return true;
+    char *address = region.base + page * region.page_size;
+    for (int attempt = 0; attempt < COALESCE_ATTEMPTS && make_room(page, &fatal); attempt++) {
+        if (mprotect(address, region.page_size, PROT_READ | PROT_WRITE) == 0) {
+            publish_dirty(page);
+            return true;
+        }
+        if (errno != ENOMEM) break;
+    }
+    atomic_fetch_add_explicit(&counter_map_failures, 1, memory_order_relaxed);
+    return false;
+}
+
+// An mprotect outside the handler (page_set, collect_begin) that failed with ENOMEM: retries it
+// after coalescing fragmented groups (release mode). Returns 0 or the last errno.
+static int protect_out_of_maps(size_t page, int protection) {
+    atomic_fetch_add_explicit(&counter_out_of_maps, 1, memory_order_relaxed);
+    bool fatal = false;
+    int error = ENOMEM;
+    for (int attempt = 0; attempt < COALESCE_ATTEMPTS && make_room(page, &fatal); attempt++) {
+        if (mprotect(region.base + page * region.page_size, region.page_size, protection) == 0)
+            return 0;
+        error = errno;
+        if (error != ENOMEM) break;
+    }
+    atomic_fetch_add_explicit(&counter_map_failures, 1, memory_order_relaxed);
+    return error;
+}
+
+CGallocyRuntime_MapCounters CGallocyRuntime_map_counters(void) {
+    CGallocyRuntime_MapCounters counters = {
+        .out_of_maps = atomic_load(&counter_out_of_maps),
+        .coalesced_groups = atomic_load(&counter_coalesced),
+        .extra_twins = atomic_load(&counter_extra_twins),
+        .failures = atomic_load(&counter_map_failures),
+    };
+    return counters;
+}
+
+int CGallocyRuntime_vma_count(void) {
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    char buffer[65536];
+    int lines = 0;
+    for (;;) {
+        ssize_t n = read(fd, buffer, sizeof buffer);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        for (ssize_t i = 0; i < n; i++) lines += buffer[i] == '\n';
+    }
+    close(fd);
+    return lines;
+}
+
+int CGallocyRuntime_max_map_count(void) {
+    int fd = open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    char buffer[32];
+    ssize_t n = read(fd, buffer, sizeof buffer - 1);
+    close(fd);
+    if (n <= 0) return -EIO;
+    int value = 0;
+    for (ssize_t i = 0; i < n && buffer[i] >= '0' && buffer[i] <= '9'; i++)
+        value = value * 10 + (buffer[i] - '0');
+    return value;
+}
+
 static void handle_fault(int signo, siginfo_t *info, void *context) {
     int saved_errno = errno;
     char *address = (char *)info->si_addr;
@@ -205,17 +434,17 @@ static void handle_fault(int signo, siginfo_t *info, void *context) {
             // The page is read-only for everyone now, so the copy is consistent.
             memcpy(region.twin + page * region.page_size, page_address, region.page_size);
             if (mprotect(page_address, region.page_size, PROT_READ | PROT_WRITE) != 0) {
-                atomic_store_explicit(&region.states[page], CGallocyRuntime_PAGE_READ_ONLY,
-                                      memory_order_release);
-                chain(signo, info, context); // out of mappings: crash honestly
-                errno = saved_errno;
-                return;
+                // Out of VMAs (vm.max_map_count): coalesce instead (publishes the page itself).
+                if (errno != ENOMEM || !upgrade_out_of_maps(page)) {
+                    atomic_store_explicit(&region.states[page], CGallocyRuntime_PAGE_READ_ONLY,
+                                          memory_order_release);
+                    chain(signo, info, context); // nothing left to merge: crash honestly
+                    errno = saved_errno;
+                    return;
+                }
+            } else {
+                publish_dirty(page);
             }
-            atomic_fetch_or_explicit(&region.dirty_words[page / 64], (uint64_t)1 << (page % 64),
-                                     memory_order_acq_rel);
-            atomic_fetch_add_explicit(&dirty_count, 1, memory_order_relaxed);
-            atomic_store_explicit(&region.states[page], CGallocyRuntime_PAGE_WRITABLE,
-                                  memory_order_release);
             atomic_fetch_add_explicit(&counter_twin, 1, memory_order_relaxed);
             errno = saved_errno;
             return;
@@ -336,6 +565,11 @@ int CGallocyRuntime_region_register(void *base, size_t size, size_t page_size, v
     atomic_store(&counter_retried, 0);
     atomic_store(&counter_service, 0);
     atomic_store(&counter_chained, 0);
+    atomic_store(&counter_out_of_maps, 0);
+    atomic_store(&counter_coalesced, 0);
+    atomic_store(&counter_extra_twins, 0);
+    atomic_store(&counter_map_failures, 0);
+    atomic_store(&coalesce_cursor, 0);
     atomic_store_explicit(&region_active, 1, memory_order_release);
     return 0;
 }
@@ -378,8 +612,10 @@ int CGallocyRuntime_page_set(size_t page, uint8_t state) {
         return EINVAL;
     uint8_t before = take_page(page, CGallocyRuntime_PAGE_APPLYING, true);
     int result = 0;
-    if (mprotect(region.base + page * region.page_size, region.page_size, protection_for(state)) != 0) {
-        result = errno;
+    if (mprotect(region.base + page * region.page_size, region.page_size, protection_for(state)) != 0 &&
+        (result = errno) == ENOMEM)
+        result = protect_out_of_maps(page, protection_for(state));
+    if (result != 0) {
         state = before == CGallocyRuntime_PAGE_REQUESTED ? CGallocyRuntime_PAGE_NONE : before;
     }
     atomic_store_explicit(&region.states[page], state, memory_order_release);
@@ -429,9 +665,12 @@ int CGallocyRuntime_collect_begin(size_t page, uint8_t *previous) {
     *previous = before;
     // A dirty page that was protected meanwhile (setAccess) keeps its protection; its bytes and
     // twin are still there to diff.
+    int error = 0;
     if (before == CGallocyRuntime_PAGE_WRITABLE &&
-        mprotect(region.base + page * region.page_size, region.page_size, PROT_READ) != 0) {
-        int error = errno;
+        mprotect(region.base + page * region.page_size, region.page_size, PROT_READ) != 0 &&
+        (error = errno) == ENOMEM)
+        error = protect_out_of_maps(page, PROT_READ);
+    if (error != 0) {
         atomic_store_explicit(&region.states[page], before, memory_order_release);
         return error;
     }
@@ -478,12 +717,30 @@ int CGallocyRuntime_hold_end(size_t page, uint8_t previous, int hidden) {
     int result = 0;
     if (hidden &&
         mprotect(region.base + page * region.page_size, region.page_size, protection_for(previous)) != 0) {
-        // The view keeps no access; a page with no access is served by the fault service (and
-        // in the release mode, a NONE page reads through it), so the state says NONE.
         result = errno;
-        previous = CGallocyRuntime_PAGE_NONE;
+        // Out of memory mappings (vm.max_map_count): make room by coalescing and try again.
+        if (result == ENOMEM) result = protect_out_of_maps(page, protection_for(previous));
+        // Still no access: the state must say so (a NONE page goes to the fault service).
+        if (result != 0) previous = CGallocyRuntime_PAGE_NONE;
     }
     atomic_store_explicit(&region.states[page], previous, memory_order_release);
+    return result;
+}
+
+int CGallocyRuntime_hold_protect_run(size_t first, size_t count, uint8_t state) {
+    if (!atomic_load(&region_active) || first + count > region.page_count || count == 0) return EINVAL;
+    int protection = protection_for(state);
+    if (mprotect(region.base + first * region.page_size, count * region.page_size, protection) == 0)
+        return 0;
+    int error = errno;
+    if (error != ENOMEM) return error;
+    // Out of memory mappings: page by page, making room where a page needs it.
+    int result = 0;
+    for (size_t page = first; page < first + count; page++) {
+        if (mprotect(region.base + page * region.page_size, region.page_size, protection) == 0) continue;
+        int failed = errno == ENOMEM ? protect_out_of_maps(page, protection) : errno;
+        if (failed != 0) result = failed;
+    }
     return result;
 }
 

@@ -1,5 +1,11 @@
 import CGallocyRuntime
 
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#endif
+
 /// The fault service: the one OS thread that serves the faults the handler cannot serve itself (an
 /// access to a no-access page; in the lease mode, every fault). A faulting thread parks on a futex
 /// until the service grants the page. The service decides the access through `serve`, which must
@@ -17,9 +23,13 @@ package final class FaultService {
             var isWrite: Int32 = 0
             while CGallocyRuntime_service_next(&page, &isWrite) == 0 {
                 let access = serve(page, isWrite != 0)
-                // A grant that fails (mprotect out of mappings) leaves the page without access;
-                // the faulting thread faults again and asks again.
-                _ = CGallocyRuntime_service_grant(page, access.rawValue)
+                // A grant that fails leaves the page without access; the faulting thread faults
+                // again and asks again. Out of memory mappings (ENOMEM after the runtime's own
+                // coalescing), asking again would spin forever: stop with the reason instead.
+                let result = CGallocyRuntime_service_grant(page, access.rawValue)
+                if result == ENOMEM {
+                    fatalError("the fault service cannot grant heap page \(page): \(MappingLimit.protectFailure(page: page, error: result))")
+                }
             }
         }
     }

@@ -181,7 +181,7 @@ package final class HeapMapping {
         precondition(page >= 0 && page < pageCount, "page \(page) outside the heap")
         let result = CGallocyRuntime_page_set(page, access.rawValue)
         guard result == 0 else {
-            throw RuntimeError(.system, "mprotect of heap page \(page) failed: \(Self.describe(result))")
+            throw RuntimeError(.system, MappingLimit.protectFailure(page: page, error: result))
         }
     }
 

@@ -74,16 +74,48 @@ package final class RuntimeHeap: HeapImageWriter, @unchecked Sendable {
     package func beginChange(pages: [Int]) {
         precondition(held.isEmpty, "a heap change began inside another")
         for page in pages where held[page] == nil {
-            var hidden: Int32 = 0
-            let previous = CGallocyRuntime_hold_begin(page, hidesChanges ? 1 : 0, &hidden)
-            held[page] = (previous, hidden)
+            var ignored: Int32 = 0
+            let previous = CGallocyRuntime_hold_begin(page, 0, &ignored)
+            held[page] = (previous, 0)
             heldOrder.append(page)
         }
-        let hiddenCount = held.values.reduce(0) { $0 + Int($1.hidden) }
+        var hiddenCount = 0
+        if hidesChanges {
+            // Readable pages are hidden in runs of contiguous pages: one mprotect a run.
+            forEachReadableRun { first, count, _ in
+                // Even a failed attempt may have hidden some pages of the run (page by page, out
+                // of memory mappings): every page of it gets its protection back at the end.
+                let result = CGallocyRuntime_hold_protect_run(first, count, PageAccess.none.rawValue)
+                for page in first..<first + count { held[page]?.hidden = 1 }
+                if result == 0 { hiddenCount += count }
+            }
+        }
         counters.withLock {
             $0.changes += 1
             $0.pagesHeld += held.count
             $0.pagesHidden += hiddenCount
+        }
+    }
+
+    /// Calls `body` with each run of contiguous held pages that were readable before (READ_ONLY
+    /// or WRITABLE, the same for the whole run), in ascending order.
+    private func forEachReadableRun(_ body: (_ first: Int, _ count: Int, _ previous: UInt8) -> Void) {
+        let readable = heldOrder.filter {
+            let previous = held[$0].unsafelyUnwrapped.previous
+            return previous == PageAccess.readOnly.rawValue || previous == PageAccess.readWrite.rawValue
+        }.sorted()
+        var index = 0
+        while index < readable.count {
+            let first = readable[index]
+            let previous = held[first].unsafelyUnwrapped.previous
+            var count = 1
+            while index + count < readable.count, readable[index + count] == first + count,
+                held[first + count].unsafelyUnwrapped.previous == previous
+            {
+                count += 1
+            }
+            body(first, count, previous)
+            index += count
         }
     }
 
@@ -114,17 +146,23 @@ package final class RuntimeHeap: HeapImageWriter, @unchecked Sendable {
     }
 
     package func endChange() {
-        var failed: [Int] = []
+        // Hidden runs get their protection back with one mprotect a run; a run that cannot
+        // (out of memory mappings even after making room) leaves its pages NONE, which the
+        // state must then say.
+        var failed = Set<Int>()
+        forEachReadableRun { first, count, previous in
+            guard held[first].unsafelyUnwrapped.hidden != 0 else { return }
+            if CGallocyRuntime_hold_protect_run(first, count, previous) != 0 {
+                for page in first..<first + count { failed.insert(page) }
+            }
+        }
         for page in heldOrder {
             let state = held[page].unsafelyUnwrapped
-            if CGallocyRuntime_hold_end(page, state.previous, state.hidden) != 0 { failed.append(page) }
+            _ = CGallocyRuntime_hold_end(page, failed.contains(page) ? PageAccess.none.rawValue : state.previous, 0)
         }
         held.removeAll(keepingCapacity: true)
         heldOrder.removeAll(keepingCapacity: true)
         CGallocyRuntime_wake_parked()
-        // A page whose protection could not be restored was left with no access (state NONE);
-        // in the release mode such a page is served by the fault service, so nothing is lost.
-        _ = failed
     }
 
     package func withCommittedPage(_ page: Int, _ body: (UnsafeRawBufferPointer) -> Void) {

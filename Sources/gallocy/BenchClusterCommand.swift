@@ -9,17 +9,25 @@ struct BenchClusterCommand: ParsableCommand {
 
     @Option(help: "Seconds per case.") var seconds: Double = 3
     @Option(help: "Concurrent client counts, comma-separated.") var clients: String = "1,16,256"
+    @Option(help: "Write sizes in bytes, comma-separated (none: \"\").") var sizes: String = "8,4096"
+    @Flag(help: "Skip the read cases.") var noReads = false
+    @Option(help: "Threads that multiplex the clients' connections with poll (0: one blocking thread per client).")
+    var clientThreads = 0
 
     func run() throws {
         var bench = ClusterBenchmark()
         bench.seconds = seconds
         bench.clientCounts = clients.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
+        bench.sizes = sizes.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
+        bench.reads = !noReads
+        bench.clientThreads = max(0, clientThreads)
         guard !bench.clientCounts.isEmpty else { throw ValidationError("--clients: expected numbers like 1,16,256") }
-        print("case                              ops/s      p50 ms    p99 ms    max ms   (ops, failures)")
+        print(
+            "case                              ops/s      p50 ms    p99 ms    max ms   cpu µs/op: leader others clients   (ops, failures)")
         try bench.run { row in
             let name = row.name + String(repeating: " ", count: max(0, 30 - row.name.count))
             print(
-                "\(name) \(fixed(row.perSecond, 9)) \(fixed(row.p50, 9)) \(fixed(row.p99, 9)) \(fixed(row.max, 9))   (\(row.operations), \(row.failures))")
+                "\(name) \(fixed(row.perSecond, 9)) \(fixed(row.p50, 9)) \(fixed(row.p99, 9)) \(fixed(row.max, 9))   \(fixed(row.cpuPerOp.leader, 17)) \(fixed(row.cpuPerOp.followers, 6)) \(fixed(row.cpuPerOp.clients, 7))   (\(row.operations), \(row.failures))")
         }
     }
 

@@ -5,6 +5,6 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure the layers on this machine and print the figures.",
-        subcommands: [BenchStorageCommand.self, BenchDiffCommand.self, BenchPageTableCommand.self, BenchClusterCommand.self, BenchFaultCommand.self]
+        subcommands: [BenchStorageCommand.self, BenchDiffCommand.self, BenchPageTableCommand.self, BenchClusterCommand.self, BenchFaultCommand.self, BenchReleaseCommand.self]
     )
 }

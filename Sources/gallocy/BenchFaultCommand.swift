@@ -10,7 +10,10 @@ struct BenchFaultCommand: ParsableCommand {
         discussion: """
             Maps a heap at --base, reads every page, then writes one byte per page and times the \
             faults; the raw figure is the same loop over anonymous pages with a handler that only \
-            calls mprotect. Medians over --rounds. The issue's goal: within 2x of the raw fault.
+            calls mprotect. Medians over --rounds. The issue's goal: within 2x of the raw fault. \
+            --checkerboard also writes every other page of a heap of 2 * vm.max_map_count + 2048 \
+            pages and times the first and the last writes (past the limit a page's group of 64 is \
+            coalesced into one writable mapping) and the release.
             """
     )
 
@@ -19,6 +22,9 @@ struct BenchFaultCommand: ParsableCommand {
 
     @Option(help: "Rounds; the median is printed.")
     var rounds = 7
+
+    @Flag(help: "Also write every other page of a heap past vm.max_map_count (the coalescing fallback).")
+    var checkerboard = false
 
     @Option(help: "Heap base address (hexadecimal).")
     var base = String(SharedHeap.defaultBase, radix: 16)
@@ -43,5 +49,18 @@ struct BenchFaultCommand: ParsableCommand {
         print("first-write fault (twin + dirty + mprotect)  \(Int(figures.firstWriteNs.rounded()))")
         print("raw fault + mprotect                         \(Int(figures.rawFaultNs.rounded()))")
         print("ratio                                        \((figures.ratio * 100).rounded() / 100)")
+        guard checkerboard else { return }
+        let board: FaultBenchmark.Checkerboard
+        do {
+            board = try FaultBenchmark.checkerboard(base: address, rounds: min(rounds, 5))
+        } catch {
+            throw ValidationError(error.message)
+        }
+        print(
+            "checkerboard: \(board.pages) pages, every other one written (vm.max_map_count \(board.maxMapCount)), \(board.coalescedGroups) groups coalesced"
+        )
+        print("first write, first \(board.window) written pages       \(Int(board.belowLimitNs.rounded()))")
+        print("first write, last \(board.window) (past the limit)     \(Int(board.pastLimitNs.rounded()))")
+        print("release, per released page (\(board.released) pages)  \(Int(board.releaseNsPerPage.rounded()))")
     }
 }

@@ -8,7 +8,7 @@ struct InternalCommand: ParsableCommand {
         shouldDisplay: false,
         subcommands: [
             InternalHoldLockCommand.self, InternalAppendChildCommand.self, InternalVerifyCommand.self,
-            InternalLeaseStressCommand.self,
+            InternalTornPageCommand.self, InternalLeaseExpiryCommand.self, InternalLeaseStressCommand.self,
         ]
     )
 }

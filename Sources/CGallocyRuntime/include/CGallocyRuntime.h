@@ -122,6 +122,12 @@ int CGallocyRuntime_lease_mode(size_t page);
 /// threads: call `CGallocyRuntime_wake_parked` once after ending the holds of one change.
 int CGallocyRuntime_hold_end(size_t page, uint8_t previous, int hidden);
 
+/// Sets the view's protection of the held pages [first, first + count) to that of `state` with
+/// one mprotect (a change of many contiguous pages hides and shows them with one call each way);
+/// out of memory mappings, page by page, making room where needed. Returns 0 or an errno. The
+/// pages' states are not touched: the caller holds them (APPLYING).
+int CGallocyRuntime_hold_protect_run(size_t first, size_t count, uint8_t state);
+
 /// Wakes every thread parked in the handler (on a held or a requested page) to retry.
 void CGallocyRuntime_wake_parked(void);
 
@@ -158,6 +164,35 @@ typedef struct {
 
 /// A snapshot of the counters.
 CGallocyRuntime_Counters CGallocyRuntime_counters(void);
+
+// MARK: - Out of memory mappings (vm.max_map_count)
+
+/// What the fallback for an exhausted `vm.max_map_count` has done since the region was registered.
+/// When a page's own mprotect fails with ENOMEM, the runtime coalesces an aligned group of 64
+/// pages: it holds each READ_ONLY and WRITABLE page of the group, copies the twins of the
+/// read-only ones, and makes each run of held pages read+write with one mprotect, which merges
+/// VMAs instead of splitting them (release mode only).
+typedef struct {
+    /// mprotect calls of one page (fault fast path, page_set, collect_begin) that failed with ENOMEM.
+    uint64_t out_of_maps;
+    /// Groups coalesced (at least one run made read+write).
+    uint64_t coalesced_groups;
+    /// Read-only pages besides the faulting one whose twins a coalesced group took: they are dirty
+    /// and writable without a fault of their own (written later without a fault, or released with
+    /// an empty diff).
+    uint64_t extra_twins;
+    /// ENOMEM failures that coalescing could not cure (the fault chained, or the call returned ENOMEM).
+    uint64_t failures;
+} CGallocyRuntime_MapCounters;
+
+/// A snapshot of the fallback's counters.
+CGallocyRuntime_MapCounters CGallocyRuntime_map_counters(void);
+
+/// How many memory mappings (VMAs) the process has now: the lines of /proc/self/maps, or -errno.
+int CGallocyRuntime_vma_count(void);
+
+/// /proc/sys/vm/max_map_count, or -errno.
+int CGallocyRuntime_max_map_count(void);
 
 // MARK: - Checks and measurements
 

@@ -34,6 +34,24 @@ package protocol NodeService: Sendable {
     func removeMember(id: UInt64) async throws(APIError)
     /// The Prometheus text exposition of this member's metrics.
     func metricsText() async -> String
+
+    /// `write(address:bytes:)` without a Swift task: calls `done` exactly once, on any thread.
+    /// Returns false, and never calls `done`, when the service has no such path (the caller then
+    /// uses the async call). The HTTP API uses it for its hottest request: no task to create and
+    /// no hop through the concurrency pool on the way back.
+    func write(address: UInt64, bytes: [UInt8], done: @escaping @Sendable (Result<UInt64, APIError>) -> Void) -> Bool
+    /// `read(address:length:)` without a Swift task, as `write(address:bytes:done:)`.
+    func read(address: UInt64, length: Int, done: @escaping @Sendable (Result<[UInt8], APIError>) -> Void) -> Bool
+}
+
+extension NodeService {
+    package func write(
+        address: UInt64, bytes: [UInt8], done: @escaping @Sendable (Result<UInt64, APIError>) -> Void
+    ) -> Bool { false }
+
+    package func read(
+        address: UInt64, length: Int, done: @escaping @Sendable (Result<[UInt8], APIError>) -> Void
+    ) -> Bool { false }
 }
 
 /// The answer to `GET /v1/status`.

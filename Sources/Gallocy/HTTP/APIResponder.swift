@@ -21,6 +21,34 @@ package struct APIResponder: Sendable {
         }
     }
 
+    /// Answers `route` without a Swift task when the service offers a callback for it (memory
+    /// writes and reads): calls `done` exactly once, on any thread, and returns true. Returns
+    /// false, without calling `done`, for every other route; use `respond(to:body:)` then.
+    package func respondWithoutTask(
+        to route: APIRoute, body: [UInt8], done: @escaping @Sendable (APIResponse) -> Void
+    ) -> Bool {
+        switch route {
+        case .writeMemory(let address):
+            return service.write(address: address, bytes: body) { result in
+                switch result {
+                case .success(let index): done(Self.written(index))
+                case .failure(let error): done(.error(error))
+                }
+            }
+        case .readMemory(let address, let length):
+            return service.read(address: address, length: length) { result in
+                switch result {
+                case .success(let bytes): done(.bytes(bytes))
+                case .failure(let error): done(.error(error))
+                }
+            }
+        default:
+            return false
+        }
+    }
+
+    static func written(_ index: UInt64) -> APIResponse { .json(.object(["index": .uint(index)])) }
+
     private func perform(_ route: APIRoute, body: [UInt8]) async throws(APIError) -> APIResponse {
         switch route {
         case .status:
@@ -37,8 +65,7 @@ package struct APIResponder: Sendable {
             try await service.free(address: try fields.address("addr"))
             return .done
         case .writeMemory(let address):
-            let index = try await service.write(address: address, bytes: body)
-            return .json(.object(["index": .uint(index)]))
+            return Self.written(try await service.write(address: address, bytes: body))
         case .readMemory(let address, let length):
             let bytes = try await service.read(address: address, length: length)
             return .bytes(bytes)
@@ -76,3 +103,4 @@ package struct APIResponder: Sendable {
         }
     }
 }
+

@@ -52,7 +52,8 @@ final class HTTPAPIHandler: ChannelInboundHandler {
     private let shared: Shared
     private var state = State.idle
     private var nextRequestID: UInt64 = 0
-    private var inFlight: (task: Task<Void, Never>, timer: Scheduled<Void>)?
+    /// The running call: its task (none for a call answered by callback) and its deadline.
+    private var inFlight: (task: Task<Void, Never>?, timer: Scheduled<Void>)?
     /// The endpoint and arrival time of the request being answered, for the request metrics.
     private var measured: (endpoint: String, start: NIODeadline)?
 
@@ -91,7 +92,7 @@ final class HTTPAPIHandler: ChannelInboundHandler {
         // contract allows for any request that got no answer).
         if let inFlight {
             inFlight.timer.cancel()
-            inFlight.task.cancel()
+            inFlight.task?.cancel()
         }
         inFlight = nil
         state = .closing
@@ -205,13 +206,24 @@ final class HTTPAPIHandler: ChannelInboundHandler {
         let responder = shared.responder
         let route = request.route
         let body = Array(request.body.readableBytesView)
-        let task = Task {
-            let response = await responder.respond(to: route, body: body)
+        // Memory writes and reads are answered by a callback (no task, no hop through the
+        // concurrency pool); everything else runs in a task.
+        let direct = responder.respondWithoutTask(to: route, body: body) { response in
             limiter.release()
             eventLoop.execute {
                 handler.value.finish(id: id, with: response, timedOut: false, context: boundContext.value)
             }
         }
+        let task: Task<Void, Never>? =
+            direct
+            ? nil
+            : Task {
+                let response = await responder.respond(to: route, body: body)
+                limiter.release()
+                eventLoop.execute {
+                    handler.value.finish(id: id, with: response, timedOut: false, context: boundContext.value)
+                }
+            }
         let deadline = shared.configuration.requestDeadline
         let timer = eventLoop.scheduleTask(in: TimeAmount(deadline)) {
             let error = APIError.timeout("no answer within \(deadline); a write may or may not have taken effect")
@@ -226,7 +238,7 @@ final class HTTPAPIHandler: ChannelInboundHandler {
         guard case .responding(let current, let head) = state, current == id else { return }
         if let inFlight {
             inFlight.timer.cancel()
-            if timedOut { inFlight.task.cancel() }
+            if timedOut { inFlight.task?.cancel() }
         }
         inFlight = nil
         state = .idle

@@ -282,6 +282,7 @@ public final class Member: Sendable {
             } catch {
                 let mapped = MemberError(error)
                 guard mapped.code == .timeout || mapped.code == .unavailable else { throw mapped }
+                if node.isStopping { throw MemberError(.stopped, "the member stopped while waiting for lock \(name)") }
                 if let deadline, clock.now >= deadline { throw mapped }
                 try? await Task.sleep(for: .milliseconds(100))
                 continue
@@ -470,6 +471,12 @@ public final class Member: Sendable {
 public struct SharedLock: Sendable, Hashable {
     public let name: String
     public let epoch: UInt64
+
+    /// A lock as `lock(_:)` granted it (for bindings that keep the name and epoch themselves).
+    public init(name: String, epoch: UInt64) {
+        self.name = name
+        self.epoch = epoch
+    }
 }
 
 /// The runtime heap once the state machine has made it (on the driver thread, when the settings

@@ -15,6 +15,11 @@ package struct ClusterBenchmark {
     package var seconds: Double = 3
     package var clientCounts = [1, 16, 256]
     package var sizes = [8, 4096]
+    package var reads = true
+    /// 0: each client is a thread with a blocking connection. Otherwise the clients' connections
+    /// are spread over this many threads, each waiting on all of its connections with `poll`
+    /// (every client still has one request at a time on its own keep-alive connection).
+    package var clientThreads = 0
     package var executable: String = "/proc/self/exe"
 
     package init() {}
@@ -27,6 +32,10 @@ package struct ClusterBenchmark {
         package var p50: Double
         package var p99: Double
         package var max: Double
+        /// CPU time per operation in microseconds (user + system): the leader, the two other
+        /// members together, and the benchmark's own client threads. Less sensitive to other
+        /// jobs on the machine than the rates.
+        package var cpuPerOp: (leader: Double, followers: Double, clients: Double) = (0, 0, 0)
     }
 
     /// Runs everything and calls `report` with each row as it is measured.
@@ -39,7 +48,7 @@ package struct ClusterBenchmark {
             for clients in clientCounts {
                 let body = [UInt8](repeating: 0x5A, count: size)
                 let slots = UInt64((64 << 20) / max(size, 8))
-                let row = measure(name: "write \(size) B, \(clients) clients", clients: clients) { client, k in
+                let row = measure(name: "write \(size) B, \(clients) clients", clients: clients, cluster: cluster, leader: leader) { client, k in
                     let slot = (UInt64(client) &* 1_000_003 &+ UInt64(k)) % slots
                     let address = block + slot * UInt64(max(size, 8))
                     return ("PUT", "/v1/memory/0x" + String(address, radix: 16), body, cluster.httpPorts[leader - 1])
@@ -47,8 +56,8 @@ package struct ClusterBenchmark {
                 report(row)
             }
         }
-        for clients in clientCounts {
-            let row = measure(name: "read 8 B, \(clients) clients", clients: clients) { client, _ in
+        for clients in clientCounts where reads {
+            let row = measure(name: "read 8 B, \(clients) clients", clients: clients, cluster: cluster, leader: leader) { client, _ in
                 ("GET", "/v1/memory/0x" + String(block, radix: 16) + "?len=8", [], cluster.httpPorts[client % 3])
             }
             report(row)
@@ -56,14 +65,28 @@ package struct ClusterBenchmark {
     }
 
     private func measure(
-        name: String, clients: Int, request: @escaping @Sendable (Int, Int) -> (String, String, [UInt8], UInt16)
+        name: String, clients: Int, cluster: LocalCluster, leader: Int,
+        request: @escaping @Sendable (Int, Int) -> (String, String, [UInt8], UInt16)
     ) -> Row {
+        let cpuBefore = cluster.cpuSeconds()
         let latencies = Mutex<[Double]>([])
         let failures = Atomic<Int>(0)
         let group = DispatchGroup()
         let start = DispatchTime.now()
         let end = start.uptimeNanoseconds + UInt64(seconds * 1e9)
-        for client in 0..<clients {
+        let threads = clientThreads > 0 ? min(clientThreads, clients) : 0
+        for t in 0..<threads {
+            group.enter()
+            let mine = Array(stride(from: t, to: clients, by: threads))
+            let thread = Thread {
+                defer { group.leave() }
+                let (done, failed) = PolledClients.run(clients: mine, until: end, request: request)
+                failures.add(failed, ordering: .relaxed)
+                latencies.withLock { $0 += done }
+            }
+            thread.start()
+        }
+        for client in 0..<clients where threads == 0 {
             group.enter()
             let thread = Thread {
                 defer { group.leave() }
@@ -90,11 +113,18 @@ package struct ClusterBenchmark {
         group.wait()
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
         let sorted = latencies.withLock { $0 }.sorted()
+        let cpuAfter = cluster.cpuSeconds()
         func percentile(_ q: Double) -> Double { sorted.isEmpty ? 0 : sorted[Int(q * Double(sorted.count - 1))] }
-        return Row(
+        var row = Row(
             name: name, operations: sorted.count, failures: failures.load(ordering: .relaxed),
             perSecond: Double(sorted.count) / elapsed, p50: percentile(0.5), p99: percentile(0.99),
             max: sorted.last ?? 0)
+        if !sorted.isEmpty, cpuBefore.count == 4, cpuAfter.count == 4 {
+            let used = zip(cpuAfter, cpuBefore).map { ($0 - $1) * 1e6 / Double(sorted.count) }
+            let others = (1...3).filter { $0 != leader }.reduce(0.0) { $0 + used[$1 - 1] }
+            row.cpuPerOp = (used[leader - 1], others, used[3])
+        }
+        return row
     }
 }
 
@@ -194,6 +224,27 @@ final class LocalCluster: @unchecked Sendable {
         throw NodeError(.network, "allocation failed; logs in \(directory)")
     }
 
+    /// CPU seconds (user + system) used so far by each member, in id order, then by this process.
+    /// Empty if a member's `/proc` entry cannot be read.
+    func cpuSeconds() -> [Double] {
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        var result: [Double] = []
+        for pid in pids {
+            guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let close = text.lastIndex(of: ")")
+            else { return [] }
+            // Fields after the command name: state is field 3; utime and stime are 14 and 15.
+            let fields = text[text.index(after: close)...].split(separator: " ")
+            guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return [] }
+            result.append((user + system) / ticks)
+        }
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        let own = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+            + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+        return result + [own]
+    }
+
     func stop() {
         for pid in pids { kill(pid, SIGTERM) }
         for pid in pids {
@@ -231,6 +282,13 @@ final class BenchConnection {
     }
 
     deinit { if fd >= 0 { close(fd) } }
+
+    /// Hands the socket over to the caller (-1 if it did not connect); this object then owns
+    /// nothing.
+    func detach() -> Int32 {
+        defer { fd = -1 }
+        return fd
+    }
 
     /// Sends one request and reads the answer; nil on any failure (the connection is then dead).
     func send(_ method: String, _ path: String, body: [UInt8] = []) -> Int? {
@@ -285,5 +343,109 @@ final class BenchConnection {
         if fd >= 0 { close(fd) }
         fd = -1
         return nil
+    }
+}
+
+/// Benchmark clients multiplexed on one thread: each has one nonblocking keep-alive connection
+/// and one request at a time; the thread waits on all of them with `poll`.
+enum PolledClients {
+    private struct Client {
+        var id: Int
+        var fd: Int32 = -1
+        var port: UInt16 = 0
+        var k = 0
+        var out: [UInt8] = []
+        var sent = 0
+        var input: [UInt8] = []
+        var started: UInt64 = 0
+    }
+
+    /// Runs `clients` until `end` (uptime nanoseconds); returns the latencies in ms and the
+    /// number of failed requests.
+    static func run(
+        clients ids: [Int], until end: UInt64, request: (Int, Int) -> (String, String, [UInt8], UInt16)
+    ) -> ([Double], Int) {
+        var latencies: [Double] = []
+        var failures = 0
+        var clients = ids.map { Client(id: $0) }
+        func begin(_ c: inout Client) {
+            let (method, path, body, port) = request(c.id, c.k)
+            c.k += 1
+            if c.fd >= 0 && c.port != port {
+                close(c.fd)
+                c.fd = -1
+            }
+            if c.fd < 0 {
+                let connection = BenchConnection(port: port)
+                c.fd = connection.detach()
+                c.port = port
+                if c.fd >= 0 { _ = fcntl(c.fd, F_SETFL, fcntl(c.fd, F_GETFL) | O_NONBLOCK) }
+            }
+            c.out = Array("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body
+            c.sent = 0
+            c.input.removeAll(keepingCapacity: true)
+            c.started = DispatchTime.now().uptimeNanoseconds
+        }
+        func fail(_ c: inout Client) {
+            failures += 1
+            if c.fd >= 0 { close(c.fd) }
+            c.fd = -1
+        }
+        /// The status once a whole answer is in `input`.
+        func complete(_ input: [UInt8]) -> Int? {
+            guard input.count >= 4 else { return nil }
+            var end: Int?
+            for k in 0...(input.count - 4) where input[k] == 13 && input[k + 1] == 10 && input[k + 2] == 13 && input[k + 3] == 10 {
+                end = k
+                break
+            }
+            guard let end else { return nil }
+            let head = String(decoding: input[..<end], as: UTF8.self)
+            var length = 0
+            for line in head.split(separator: "\r\n").dropFirst() where line.lowercased().hasPrefix("content-length:") {
+                length = Int(line.dropFirst(15).trimmingCharacters(in: .whitespaces)) ?? 0
+            }
+            guard input.count >= end + 4 + length, head.count >= 12 else { return nil }
+            return Int(head.dropFirst(9).prefix(3)) ?? 0
+        }
+        for k in clients.indices { begin(&clients[k]) }
+        var fds = [pollfd](repeating: pollfd(), count: clients.count)
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while DispatchTime.now().uptimeNanoseconds < end {
+            for (k, c) in clients.enumerated() {
+                fds[k] = pollfd(fd: c.fd, events: Int16(c.sent < c.out.count ? POLLOUT : POLLIN), revents: 0)
+            }
+            guard poll(&fds, nfds_t(fds.count), 100) > 0 else { continue }
+            for k in clients.indices where fds[k].revents != 0 {
+                if clients[k].fd < 0 {
+                    begin(&clients[k])
+                    continue
+                }
+                if clients[k].sent < clients[k].out.count {
+                    let n = clients[k].out[clients[k].sent...].withUnsafeBytes {
+                        Glibc.send(clients[k].fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+                    }
+                    if n > 0 { clients[k].sent += n } else if errno != EAGAIN { fail(&clients[k]); begin(&clients[k]) }
+                    continue
+                }
+                let n = chunk.withUnsafeMutableBytes { recv(clients[k].fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 {
+                    if n < 0 && errno == EAGAIN { continue }
+                    fail(&clients[k])
+                    begin(&clients[k])
+                    continue
+                }
+                clients[k].input += chunk[..<n]
+                guard let status = complete(clients[k].input) else { continue }
+                if status == 200 {
+                    latencies.append(Double(DispatchTime.now().uptimeNanoseconds - clients[k].started) / 1e6)
+                } else {
+                    failures += 1
+                }
+                begin(&clients[k])
+            }
+        }
+        for c in clients where c.fd >= 0 { close(c.fd) }
+        return (latencies, failures)
     }
 }

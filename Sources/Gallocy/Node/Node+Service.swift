@@ -78,22 +78,50 @@ extension Node: NodeService {
     }
 
     package func write(address: UInt64, bytes: [UInt8]) async throws(APIError) -> UInt64 {
-        guard !bytes.isEmpty else { throw .badRequest("the body is empty: nothing to write") }
-        // Checked here (byte ranges) before proposing; the apply checks pages again. This member
-        // may not have applied an allocation another member already acknowledged: before it
-        // refuses, it checks again after a linearizable read barrier.
+        try await withCheckedContinuation { continuation in
+            _ = write(address: address, bytes: bytes) { continuation.resume(returning: $0) }
+        }.get()
+    }
+
+    /// One task on the driver: the byte ranges are checked there (the apply checks pages again),
+    /// then the write is proposed at once. This member may not have applied an allocation another
+    /// member already acknowledged: before it refuses, it checks again after a linearizable read
+    /// barrier.
+    package func write(
+        address: UInt64, bytes: [UInt8], done: @escaping @Sendable (Result<UInt64, APIError>) -> Void
+    ) -> Bool {
+        guard !bytes.isEmpty else {
+            done(.failure(.badRequest("the body is empty: nothing to write")))
+            return true
+        }
         let deadline = self.deadline
-        let pages: [PageWrite] = try await onDriver { driver, done in
-            let local = Self.pageWrites(driver.machine, address: address, bytes: bytes)
-            if case .success = local { return done(local) }
+        let member = configuration.id
+        let accepted = driver.submit { driver in
+            guard !driver.stopped else { return done(.failure(.unavailable("the member is shutting down"))) }
+            let propose = { (driver: RaftDriver, pages: [PageWrite]) in
+                driver.propose(
+                    .write(member: member, pages: pages, releaseLock: nil, releaseEpoch: 0), deadline: deadline
+                ) { result in
+                    done(
+                        result.flatMap { applied in
+                            if case .rejected(let rejection) = applied.result { return .failure(Self.apiError(rejection)) }
+                            return .success(applied.index)
+                        })
+                }
+            }
+            if case .success(let pages) = Self.pageWrites(driver.machine, address: address, bytes: bytes) {
+                return propose(driver, pages)
+            }
             driver.linearizableRead(deadline: deadline) { driver, error in
                 if let error { return done(.failure(error)) }
-                done(Self.pageWrites(driver.machine, address: address, bytes: bytes))
+                switch Self.pageWrites(driver.machine, address: address, bytes: bytes) {
+                case .success(let pages): propose(driver, pages)
+                case .failure(let error): done(.failure(error))
+                }
             }
         }
-        let applied = try await commit(
-            .write(member: configuration.id, pages: pages, releaseLock: nil, releaseEpoch: 0), deadline: deadline)
-        return applied.index
+        if !accepted { done(.failure(.unavailable("the member is shutting down"))) }
+        return true
     }
 
     /// One `PageWrite` per page the range touches, each writing every byte given (so the
@@ -127,9 +155,21 @@ extension Node: NodeService {
     static func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
 
     package func read(address: UInt64, length: Int) async throws(APIError) -> [UInt8] {
-        guard length >= 0 else { throw .badRequest("len must not be negative") }
+        try await withCheckedContinuation { continuation in
+            _ = read(address: address, length: length) { continuation.resume(returning: $0) }
+        }.get()
+    }
+
+    package func read(
+        address: UInt64, length: Int, done: @escaping @Sendable (Result<[UInt8], APIError>) -> Void
+    ) -> Bool {
+        guard length >= 0 else {
+            done(.failure(.badRequest("len must not be negative")))
+            return true
+        }
         let deadline = self.deadline
-        return try await onDriver { driver, done in
+        let accepted = driver.submit { driver in
+            guard !driver.stopped else { return done(.failure(.unavailable("the member is shutting down"))) }
             driver.linearizableRead(deadline: deadline) { driver, error in
                 if let error { return done(.failure(error)) }
                 do throws(StateMachineError) {
@@ -142,6 +182,8 @@ extension Node: NodeService {
                 }
             }
         }
+        if !accepted { done(.failure(.unavailable("the member is shutting down"))) }
+        return true
     }
 
     package func atomic(address: UInt64, op: AtomicOp) async throws(APIError) -> (ok: Bool, old: UInt64) {

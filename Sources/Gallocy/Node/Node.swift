@@ -163,6 +163,9 @@ package final class Node: Sendable {
         for waiter in waiters { waiter.resume(returning: reason) }
     }
 
+    /// Whether `requestStop` was called.
+    package var isStopping: Bool { exit.withLock { $0.stopping } }
+
     /// Returns when `requestStop` was called, with its reason.
     package func waitUntilStopRequested() async -> NodeError? {
         await withCheckedContinuation { continuation in

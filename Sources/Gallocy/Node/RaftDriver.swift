@@ -118,6 +118,9 @@ package final class RaftDriver: @unchecked Sendable {
     private var snapshotIndex: UInt64
     private var appliedSinceSnapshot: (entries: UInt64, bytes: UInt64) = (0, 0)
     private var persistFailures = 0
+    /// A hard state whose only change from the stored one is its commit index, not yet written
+    /// (see `processReady`).
+    private var deferredHardState: HardState?
     private var persistedConf: ConfState
 
     init(
@@ -243,6 +246,9 @@ package final class RaftDriver: @unchecked Sendable {
         }
         answerLeftover(leftover[...])
         failAllWaiters(.unavailable("the member is shutting down"))
+        do { try writeDeferredHardState() } catch {
+            logger.warning("could not record the last commit index", metadata: ["error": "\(error.message)"])
+        }
     }
 
     /// Runs the tasks among `events` once the driver has stopped: each sees `stopped` and
@@ -520,6 +526,20 @@ package final class RaftDriver: @unchecked Sendable {
                 }
                 transport?.send(rd.messages)
             }
+            // Committed entries that this member's log already holds durably (below the first
+            // entry this Ready writes) are applied before the write, so that their answers do
+            // not wait for the sync of the next batch. On the leader that is all of them (its
+            // own log counts towards commitment only once durable); a follower may learn that
+            // entries of this very Ready are committed: those are applied after the write.
+            var applied = 0
+            if rd.snapshot?.isEmpty ?? true {
+                let durable = min(storage.lastIndex, (rd.entries.first?.index ?? UInt64.max) &- 1)
+                while applied < rd.committedEntries.count, rd.committedEntries[applied].index <= durable {
+                    apply(rd.committedEntries[applied])
+                    applied += 1
+                    if stopped { return }
+                }
+            }
             do {
                 if let snapshot = rd.snapshot, !snapshot.isEmpty {
                     try install(snapshot, hardState: rd.hardState)
@@ -528,12 +548,24 @@ package final class RaftDriver: @unchecked Sendable {
                 // `gallocy log info`; the core itself restarts from the snapshot's.
                 let conf = node.confState
                 let newConf = conf != persistedConf && !rd.entries.isEmpty ? conf : nil
-                if !rd.entries.isEmpty || rd.hardState != nil {
+                // A hard state that differs from the stored one only in its commit index is not
+                // worth a sync of its own (the commit index is volatile in Raft: a member that
+                // restarts with an older one learns the current one from the leader). It is
+                // written with the next entries, term or vote, before a compaction, and at stop.
+                let hardState = rd.hardState ?? deferredHardState
+                let stored = storage.hardState
+                let mustWrite =
+                    !rd.entries.isEmpty || newConf != nil
+                    || hardState.map { $0.term != stored.term || $0.vote != stored.vote } ?? false
+                if mustWrite {
                     let started = clock.now
-                    try storage.persist(entries: rd.entries, hardState: rd.hardState, confState: newConf)
+                    try storage.persist(entries: rd.entries, hardState: hardState, confState: newConf)
+                    deferredHardState = nil
                     if let newConf { persistedConf = newConf }
                     metrics.syncLatency.record(started.duration(to: clock.now))
                     metrics.entriesPersisted.increment(by: Int64(rd.entries.count))
+                } else if let hardState, hardState != stored {
+                    deferredHardState = hardState
                 }
                 persistFailures = 0
             } catch let error as StorageError {
@@ -551,7 +583,7 @@ package final class RaftDriver: @unchecked Sendable {
                 fail(NodeError(.storage, "\(error)"))
                 return
             }
-            for entry in rd.committedEntries {
+            for entry in rd.committedEntries[applied...] {
                 apply(entry)
                 if stopped { return }
             }
@@ -795,6 +827,8 @@ package final class RaftDriver: @unchecked Sendable {
             let point = Self.compactionPoint(
                 snapshotIndex: index, tail: configuration.snapshotTail, firstIndex: node.firstIndex
             ) { lo, hi in node.entries(from: lo, to: hi) }
+            // Only entries under the stored commit index may be compacted.
+            try writeDeferredHardState()
             // Compacting at or below the compacted index does nothing.
             try storage.compact(through: point)
         } catch {
@@ -805,6 +839,13 @@ package final class RaftDriver: @unchecked Sendable {
         metrics.snapshotsTaken.increment()
         logger.info("snapshot taken", metadata: ["index": "\(index)"])
         return index
+    }
+
+    /// Writes the commit index that `processReady` left for later, if any (one synced write).
+    private func writeDeferredHardState() throws(StorageError) {
+        guard let hardState = deferredHardState else { return }
+        try storage.persist(hardState: hardState)
+        deferredHardState = nil
     }
 
     /// Where to compact after a snapshot at `snapshotIndex`: keep a short tail of entries (for
