@@ -1,3 +1,4 @@
+import GallocyCodec
 import GallocyRaft
 
 /// How to start an in-process member: the same options as `gallocy node` (CONTRACT.md 1.1).
@@ -53,3 +54,8 @@ public struct MemberOptions: Sendable {
             logLevel: logLevel)
     }
 }
+
+/// How memory allocated with `Member.allocate(byteCount:mode:)` is kept coherent: `.release`
+/// (release consistency, the default) or `.sequential` (page leases). Re-exported so that
+/// programs need only `import Gallocy`.
+public typealias AllocationMode = GallocyCodec.AllocationMode
