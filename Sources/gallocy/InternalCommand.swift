@@ -6,6 +6,9 @@ struct InternalCommand: ParsableCommand {
         commandName: "internal",
         abstract: "Child processes for the test suite.",
         shouldDisplay: false,
-        subcommands: [InternalHoldLockCommand.self, InternalAppendChildCommand.self, InternalVerifyCommand.self]
+        subcommands: [
+            InternalHoldLockCommand.self, InternalAppendChildCommand.self, InternalVerifyCommand.self,
+            InternalAllocStressCommand.self,
+        ]
     )
 }
