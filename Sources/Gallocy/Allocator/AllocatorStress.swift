@@ -5,8 +5,10 @@ import Synchronization
 /// `gallocy internal alloc-stress`: the layered allocator under load on every member at once,
 /// with a check at the end (tests run three of these processes, and kill one in the middle).
 ///
-/// Each round has two phases, each closed by a commit and a barrier with the round as its
-/// generation (so that a restarted process resumes where the cluster is):
+/// Each round has two phases, each closed by a commit and a barrier (its own, on committed atomics:
+/// an arrival is a bit per member in a word per phase and round, so that a restarted process that
+/// arrives again is counted once; `Member.barrier(_:participants:generation:)` does not use its
+/// generation yet, see docs/allocator.md):
 ///
 /// - **A**: the member takes back the blocks the others freed into its arenas; then `threads` OS threads each run `operations` steps on their own table of 256 entries:
 ///   an empty entry gets a new block of a random size (mostly 16 B to 1 KiB, some up to 8 KiB,
@@ -45,12 +47,14 @@ package enum AllocatorStress {
     static let entryBytes = 32
     static let progressOffset = 64
     static let progressBytes = 64
-    static let tablesOffset = 1024
+    static let arrivalsOffset = 1024
+    static let maxRounds = 64
+    static let tablesOffset = arrivalsOffset + 4 * maxRounds * 8
     static var blockBytes: Int { tablesOffset + maxMembers * maxThreads * entries * entryBytes }
 
     package static func run(member: Member, options: Options, logger: Logger) async throws -> ExampleOutcome {
         guard member.id >= 1, member.id <= UInt64(maxMembers), options.threads <= maxThreads,
-            options.participants <= maxMembers, options.handoff <= entries
+            options.participants <= maxMembers, options.handoff <= entries, options.rounds <= maxRounds
         else {
             throw MemberError(.invalidArgument, "alloc-stress runs members 1...\(maxMembers), up to \(maxThreads) threads")
         }
@@ -73,17 +77,17 @@ package enum AllocatorStress {
                 state.setProgress(0, UInt64(round + 1))
                 try await member.commit()
             }
-            try await member.barrier("stress.A", participants: options.participants, generation: UInt64(round))
+            try await state.barrier(member, phase: 0, round: round, participants: options.participants)
             note("round \(round) phase A done")
             try await phaseB(
                 round: round, allocator: allocator, state: state, options: options, redo: resumed && round == Int(startB))
             state.setProgress(1, UInt64(round + 1))
             try await member.commit()
-            try await member.barrier("stress.B", participants: options.participants, generation: UInt64(round))
+            try await state.barrier(member, phase: 1, round: round, participants: options.participants)
             note("round \(round) phase B done")
             round += 1
         }
-        try await member.barrier("stress.final", participants: options.participants, generation: 0)
+        try await state.barrier(member, phase: 2, round: 0, participants: options.participants)
         var outcome = check(allocator: allocator, root: UInt(bitPattern: root), options: options)
         outcome.fields["resumed"] = .bool(resumed)
         let statistics = allocator.statistics
@@ -91,7 +95,7 @@ package enum AllocatorStress {
         outcome.fields["remote_frees_reclaimed_here"] = .int(Int64(statistics.remoteFreesReclaimed))
         outcome.fields["anomalies_here"] = .int(Int64(statistics.anomalies))
         // Everyone checked before anyone's writes could change what the others read.
-        try await member.barrier("stress.checked", participants: options.participants, generation: 0)
+        try await state.barrier(member, phase: 3, round: 0, participants: options.participants)
         return outcome
     }
 
@@ -339,6 +343,28 @@ struct StressState: @unchecked Sendable {
         words[3] &+= allocations
         words[4] &+= frees
         words[5] &+= remoteFrees
+    }
+
+    /// Publishes this process's writes, sets this member's bit in the arrival word of (phase,
+    /// round) with a committed compare-and-swap (once, however often it is repeated), and waits
+    /// until every participant's bit is set. The wait ends with a linearizable read that saw the
+    /// last arrival, so every release made before an arrival has applied here.
+    func barrier(_ member: Member, phase: Int, round: Int, participants: Int) async throws(MemberError) {
+        try await member.commit()
+        let word = UnsafeMutableRawPointer(
+            bitPattern: root + UInt(AllocatorStress.arrivalsOffset + (phase * AllocatorStress.maxRounds + round) * 8))!
+            .assumingMemoryBound(to: UInt64.self)
+        let mine: UInt64 = 1 << UInt64(self.member - 1)
+        let all: UInt64 = (1 << UInt64(participants)) - 1
+        var seen = try await member.atomicLoad(word)
+        while seen & mine == 0 {
+            let result = try await member.compareAndSwap(word, expected: seen, desired: seen | mine)
+            seen = result.exchanged ? seen | mine : result.old
+        }
+        while seen & all != all {
+            try? await Task.sleep(for: .milliseconds(3))
+            seen = try await member.atomicLoad(word)
+        }
     }
 
     /// Entry `index` of (member, thread)'s table: address, size, stamp.
