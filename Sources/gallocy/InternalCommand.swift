@@ -9,6 +9,7 @@ struct InternalCommand: ParsableCommand {
         subcommands: [
             InternalHoldLockCommand.self, InternalAppendChildCommand.self, InternalVerifyCommand.self,
             InternalTornPageCommand.self, InternalLeaseExpiryCommand.self, InternalLeaseStressCommand.self,
+            InternalAllocStressCommand.self,
         ]
     )
 }
