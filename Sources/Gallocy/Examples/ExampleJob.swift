@@ -1,0 +1,113 @@
+import Foundation
+import Logging
+
+/// What every example process knows about the job it takes part in: the member, the ids of all
+/// participants, and how to report progress. The helpers retry what is safe to retry.
+package struct ExampleJob: Sendable {
+    package let member: Member
+    /// Every participant's id, ascending (this member's and every `--peer`'s).
+    package let memberIDs: [UInt64]
+    package let logger: Logger
+
+    package init(member: Member, memberIDs: [UInt64], logger: Logger) {
+        self.member = member
+        self.memberIDs = memberIDs.sorted()
+        self.logger = logger
+    }
+
+    package var participants: Int { memberIDs.count }
+
+    /// This member's position among the sorted ids: its share of the work.
+    package var rank: Int { memberIDs.firstIndex(of: member.id) ?? 0 }
+
+    /// The most participants an example keeps per-member words for.
+    package static let maxParticipants = 64
+
+    /// `Member.barrier` with a generation, retried while the cluster is unavailable or the
+    /// arrival timed out: an arrival for a generation counts once per member however often it
+    /// is sent, and one for a generation that already opened returns at once, so repeating it is
+    /// safe (docs/consistency.md, "Barriers").
+    package func barrier(_ name: String, generation: UInt64) async throws(MemberError) {
+        var attempts = 0
+        while true {
+            do throws(MemberError) {
+                try await member.barrier(name, participants: participants, generation: generation)
+                return
+            } catch {
+                guard error.code == .unavailable || error.code == .timeout, attempts < 600 else { throw error }
+                attempts += 1
+                logger.notice(
+                    "barrier \(name) generation \(generation): \(error.message); arriving again",
+                    metadata: ["attempt": "\(attempts)"])
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    /// `Member.commit`, retried while the cluster is unavailable. A release that failed may or
+    /// may not have committed; its writes stay this process's until one release goes through,
+    /// and writing the same bytes twice is harmless, so trying again is safe.
+    package func commit() async throws(MemberError) {
+        var attempts = 0
+        while true {
+            do throws(MemberError) {
+                try await member.commit()
+                return
+            } catch {
+                guard error.code == .unavailable || error.code == .timeout, attempts < 600 else { throw error }
+                attempts += 1
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    /// Runs `body` (an atomic or another single committed call) until it does not fail with
+    /// `.unavailable` or `.timeout`. The caller must make a repetition harmless (a failed call
+    /// may have taken effect).
+    package func retrying<R>(_ body: () async throws(MemberError) -> R) async throws(MemberError) -> R {
+        var attempts = 0
+        while true {
+            do throws(MemberError) {
+                return try await body()
+            } catch {
+                guard error.code == .unavailable || error.code == .timeout, attempts < 600 else { throw error }
+                attempts += 1
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    /// One line on stderr, `progress: <done>/<total> <unit>`: what `gallocy demo` watches to
+    /// know when a job is half done, and what a person running an example by hand sees.
+    package func progress(_ done: Int, of total: Int, _ unit: String) {
+        FileHandle.standardError.write(Data("progress: \(done)/\(total) \(unit) (member \(member.id))\n".utf8))
+    }
+}
+
+/// A job's fixed-size header, read and written as 8-byte little-endian words at the start of its
+/// root block. Every example checks the magic word and the shape before it trusts the rest.
+package struct ExampleWords {
+    package let base: UnsafeMutablePointer<UInt64>
+
+    package init(_ raw: UnsafeMutableRawPointer) { base = raw.assumingMemoryBound(to: UInt64.self) }
+
+    package subscript(_ index: Int) -> UInt64 {
+        get { UInt64(littleEndian: base[index]) }
+        nonmutating set { base[index] = newValue.littleEndian }
+    }
+
+    package func pointer(_ index: Int) -> UnsafeMutablePointer<UInt64> { base + index }
+
+    /// Eight ASCII bytes as a little-endian word (a block's magic).
+    package static func magic(_ text: StaticString) -> UInt64 {
+        precondition(text.utf8CodeUnitCount == 8)
+        var word: UInt64 = 0
+        for k in 0..<8 { word |= UInt64(text.utf8Start[k]) << (8 * UInt64(k)) }
+        return word
+    }
+}
+
+extension Int {
+    /// Rounded up to a multiple of `alignment` (a power of two).
+    package func roundedUp(to alignment: Int) -> Int { (self + alignment - 1) & ~(alignment - 1) }
+}
