@@ -7,6 +7,6 @@ struct GallocyCommand: ParsableCommand {
         commandName: "gallocy",
         abstract: "A distributed shared memory engine: one heap, at the same addresses on every member.",
         version: GallocyVersion.string,
-        subcommands: [NodeCommand.self, ExampleCommand.self, LogCommand.self, BenchCommand.self, SimCommand.self, InternalCommand.self]
+        subcommands: [NodeCommand.self, DemoCommand.self, ExampleCommand.self, LogCommand.self, BenchCommand.self, SimCommand.self, InternalCommand.self]
     )
 }
