@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 
 /// `gallocy example counter`: every member increments one shared counter under a lock until it
@@ -24,6 +25,9 @@ package enum CounterExample {
             raw.storeBytes(of: target, as: UInt64.self)
         }
         let words = block.assumingMemoryBound(to: UInt64.self)
+        let progress = { (done: Int, total: Int) in
+            FileHandle.standardError.write(Data("progress: \(done)/\(total) increments (member \(member.id))\n".utf8))
+        }
         var mine: UInt64 = 0
         var expired = 0
         while true {
@@ -44,6 +48,8 @@ package enum CounterExample {
                 logger.warning("lease expired before the release; the increment was discarded")
             } else {
                 mine += 1
+                let step = max(1, words[0] / 10)
+                if (value + 1) % step == 0 { progress(Int(value + 1), Int(words[0])) }
             }
         }
         // Everyone finished: the final values, read under the lock.

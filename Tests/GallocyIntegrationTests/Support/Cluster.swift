@@ -25,6 +25,9 @@ final class Cluster: Sendable {
         var logLevel: String? = "info"
         /// Appended to every member's flags.
         var extraArguments: [String] = []
+        /// The subcommand each member runs: `node`, or an example (`["example", "jacobi"]`),
+        /// which takes the same flags.
+        var command = ["node"]
         var environment: [String: String] = [:]
         /// The `gallocy` executable; nil finds it with `Cluster.gallocyExecutable()`.
         var executable: String?
@@ -144,8 +147,8 @@ final class Cluster: Sendable {
         -> ClusterMember
     {
         let data = "\(directory)/n\(id)"
-        var arguments = [
-            "node", "--id", "\(id)", "--data", data,
+        var arguments = options.command + [
+            "--id", "\(id)", "--data", data,
             "--listen", "\(Loopback.host):\(listenPort)", "--http", "\(Loopback.host):\(httpPort)",
         ]
         for peer in peers.keys.sorted() { arguments += ["--peer", "\(peer)=\(peers[peer] ?? "")"] }
