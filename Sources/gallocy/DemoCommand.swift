@@ -37,7 +37,8 @@ struct DemoCommand: ParsableCommand {
         options.counterTarget = target
         let processes: DemoProcesses
         do { processes = try DemoProcesses(keepDirectory: keep) } catch {
-            throw ValidationError(error.message)
+            FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
+            throw ExitCode(1)
         }
         // Ctrl-C (or SIGTERM): stop the members, remove the directory, exit 130.
         var sources: [any DispatchSourceSignal] = []

@@ -24,7 +24,8 @@ struct ExampleProcessTests {
         return try await Cluster.run(options) { cluster in
             try await eventually("the members report \(killAfter) progress lines", timeout: .seconds(60)) {
                 let lines = cluster.ids.map { id in
-                    let text = (try? String(contentsOfFile: cluster.member(id).standardErrorPath, encoding: .utf8)) ?? ""
+                    let text =
+                        (try? String(contentsOfFile: cluster.member(id).standardErrorPath, encoding: .utf8)) ?? ""
                     return text.split(separator: "\n").filter { $0.hasPrefix("progress: ") }.count
                 }
                 return lines.reduce(0, +) >= killAfter
@@ -38,12 +39,15 @@ struct ExampleProcessTests {
             var lines: [Int: [String: JSONValue]] = [:]
             for id in cluster.ids {
                 let status = cluster.exitStatus(id)
-                try #require(status == .exited(0), "member \(id): \(String(describing: status))\n\(cluster.logTail(id))")
+                try #require(
+                    status == .exited(0), "member \(id): \(String(describing: status))\n\(cluster.logTail(id))")
                 let out = (try? String(contentsOfFile: cluster.member(id).standardOutputPath, encoding: .utf8)) ?? ""
                 let line = try #require(
                     out.split(separator: "\n").last(where: { $0.hasPrefix("{") }), "member \(id) printed no JSON line")
                 let value = try JSONDecoder().decode(JSONValue.self, from: Data(line.utf8))
-                guard case .object(let object) = value else { throw TestSupportError(.process, "not an object: \(line)") }
+                guard case .object(let object) = value else {
+                    throw TestSupportError(.process, "not an object: \(line)")
+                }
                 #expect(object["example"]?.string == example)
                 #expect(object["ok"] == .bool(true), "member \(id): \(line)")
                 lines[id] = object

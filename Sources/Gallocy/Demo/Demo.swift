@@ -84,7 +84,9 @@ package final class Demo {
         say("Gallocy demo: three processes on this machine share one heap, at the same addresses.")
         note("Every change to the heap is an entry in a Raft log that each member keeps in LMDB on disk.")
         note("Working directory: \(processes.directory) (removed at the end).")
-        note("Members 1, 2, 3 talk Raft on 127.0.0.1 ports \(members.map { "\($0.listenPort)" }.joined(separator: ", ")).")
+        note(
+            "Members 1, 2, 3 talk Raft on 127.0.0.1 ports \(members.map { "\($0.listenPort)" }.joined(separator: ", "))."
+        )
 
         heading("Step 1 of 4: a shared counter, incremented under a lock")
         note("Each process is a full cluster member *and* the application. They take turns holding the")
@@ -146,7 +148,9 @@ package final class Demo {
     private func outputPath(_ example: String, _ id: Int) -> String { "\(processes.directory)/\(example)-\(id).out" }
     private func errorPath(_ example: String, _ id: Int) -> String { "\(processes.directory)/\(example)-\(id).err" }
 
-    private func start(_ example: String, _ member: MemberSpec, extra: [String]) throws(DemoError) -> DemoProcesses.Child {
+    private func start(_ example: String, _ member: MemberSpec, extra: [String]) throws(DemoError)
+        -> DemoProcesses.Child
+    {
         try processes.spawn(
             options.executable, arguments(example, member, extra: extra), name: "member \(member.id)",
             standardOutput: outputPath(example, member.id), standardError: errorPath(example, member.id))
@@ -160,7 +164,9 @@ package final class Demo {
     ) throws(DemoError) -> [Int: [String: JSONValue]] {
         var children: [Int: DemoProcesses.Child] = [:]
         for member in members { children[member.id] = try start(example, member, extra: extra) }
-        event("started \(children.keys.sorted().map { "member \($0) (pid \(children[$0]!.pid))" }.joined(separator: ", ")): `gallocy example \(example)`")
+        event(
+            "started \(children.keys.sorted().map { "member \($0) (pid \(children[$0]!.pid))" }.joined(separator: ", ")): `gallocy example \(example)`"
+        )
         let phaseStart = clock.now
         var killed = !killing
         var reportedLeader = false
@@ -170,7 +176,8 @@ package final class Demo {
             if running.isEmpty { break }
             if clock.now >= deadline {
                 throw DemoError(
-                    "`gallocy example \(example)` did not finish within \(options.phaseTimeout); logs: \(processes.directory)")
+                    "`gallocy example \(example)` did not finish within \(options.phaseTimeout); logs: \(processes.directory)"
+                )
             }
             // A member that failed while the others run: no use waiting for the rest.
             for member in members {
@@ -211,7 +218,9 @@ package final class Demo {
                 throw DemoError("member \(member.id) printed no result line; see \(outputPath(example, member.id))")
             }
             guard line["ok"]?.boolValue == true else {
-                throw DemoError("member \(member.id) found a wrong result: \(String(decoding: JSONValue.object(line).serialized(), as: UTF8.self))")
+                throw DemoError(
+                    "member \(member.id) found a wrong result: \(String(decoding: JSONValue.object(line).serialized(), as: UTF8.self))"
+                )
             }
             lines[member.id] = line
         }
@@ -247,7 +256,8 @@ package final class Demo {
         let text = (try? String(contentsOfFile: errorPath(example, id), encoding: .utf8)) ?? ""
         let tail = text.split(separator: "\n").suffix(8).joined(separator: "\n    ")
         return DemoError(
-            "member \(id) (`gallocy example \(example)`) exited with status \(status); the end of its log:\n    \(tail)")
+            "member \(id) (`gallocy example \(example)`) exited with status \(status); the end of its log:\n    \(tail)"
+        )
     }
 
     private func lastJSONLine(_ path: String) -> [String: JSONValue]? {
@@ -312,7 +322,8 @@ package final class Demo {
             replays.append(Replayed(id: id, directory: directory, replay: replay))
             event(
                 "member \(id) at log index \(common): heap (\(heap.size >> 20) MiB) SHA-256 \(hex.prefix(16))…, "
-                    + "page table digest \(String(format: "%08x", table)) (replayed in \(Self.format(began.duration(to: clock.now))))")
+                    + "page table digest \(String(format: "%08x", table)) (replayed in \(Self.format(began.duration(to: clock.now))))"
+            )
         }
         guard Set(hashes).count == 1, Set(tables).count == 1 else {
             throw DemoError("the members' heaps differ at log index \(common): \(hashes) \(tables)")
@@ -344,7 +355,8 @@ package final class Demo {
             }
             event(
                 "member \(member.id) (log index \(member.directory.commitIndex)): counter = \(options.counterTarget) as targeted; "
-                    + "the \(shape.rows) x \(shape.cols) grid after \(shape.iterations) iterations is bit-identical to a serial run")
+                    + "the \(shape.rows) x \(shape.cols) grid after \(shape.iterations) iterations is bit-identical to a serial run"
+            )
         }
         note("The serial run of the stencil took \(Self.format(serialTime)) in this one process. The three members")
         note("took longer: every iteration is a consensus round (a release and a barrier per member, each a")
@@ -371,7 +383,9 @@ package final class Demo {
         var differing = 0
         bytes.withUnsafeBytes { raw in
             for k in 0..<expected.count
-            where UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * k, as: UInt64.self)) != expected[k].bitPattern {
+            where UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: 8 * k, as: UInt64.self))
+                != expected[k].bitPattern
+            {
                 differing += 1
             }
         }

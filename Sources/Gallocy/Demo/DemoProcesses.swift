@@ -30,7 +30,9 @@ package final class DemoProcesses: Sendable {
         let base = ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
         var template = Array("\(base)/gallocy-demo-XXXXXX".utf8CString)
         let made = template.withUnsafeMutableBufferPointer { buffer in buffer.baseAddress.flatMap { mkdtemp($0) } }
-        guard let made else { throw DemoError("cannot create a temporary directory in \(base): \(String(cString: strerror(errno)))") }
+        guard let made else {
+            throw DemoError("cannot create a temporary directory in \(base): \(String(cString: strerror(errno)))")
+        }
         directory = String(cString: made)
         self.keepDirectory = keepDirectory
     }
@@ -59,7 +61,8 @@ package final class DemoProcesses: Sendable {
         sigemptyset(&defaults)
         for signal in [SIGINT, SIGTERM, SIGPIPE, SIGHUP, SIGCHLD] { sigaddset(&defaults, signal) }
         posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        posix_spawnattr_setflags(
+            &attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
 
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
@@ -148,11 +151,4 @@ package final class DemoProcesses: Sendable {
         if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") { return path }
         return CommandLine.arguments.first ?? "gallocy"
     }
-}
-
-/// Why `gallocy demo` failed, in words for the person who ran it.
-package struct DemoError: Error, Sendable, CustomStringConvertible {
-    package let message: String
-    package init(_ message: String) { self.message = message }
-    package var description: String { message }
 }

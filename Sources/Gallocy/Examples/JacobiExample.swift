@@ -149,7 +149,8 @@ package enum JacobiExample {
     package static func run(_ job: ExampleJob, shape requested: Shape) async throws -> ExampleOutcome {
         let member = job.member
         guard job.participants <= ExampleJob.maxParticipants else {
-            throw MemberError(.invalidArgument, "the jacobi example runs on at most \(ExampleJob.maxParticipants) members")
+            throw MemberError(
+                .invalidArgument, "the jacobi example runs on at most \(ExampleJob.maxParticipants) members")
         }
         let pageSize = Int(member.settings.pageSize)
         let (grid0, grid1, size) = layout(requested, pageSize: pageSize)
@@ -174,7 +175,8 @@ package enum JacobiExample {
         }
         let shape = state.shape
         if shape != requested {
-            job.logger.notice("the job in the heap is \(shape.rows) x \(shape.cols), \(shape.iterations) iterations: using it")
+            job.logger.notice(
+                "the job in the heap is \(shape.rows) x \(shape.cols), \(shape.iterations) iterations: using it")
         }
         let rank = job.rank
         let band = band(rank: rank, participants: participants, rows: shape.rows)
@@ -191,7 +193,9 @@ package enum JacobiExample {
             relax(from: state.grids[t % 2], into: state.grids[(t + 1) % 2], cols: shape.cols, rows: band)
             state.words[progressWord + rank] = UInt64(t + 1)
             try await job.barrier(barrierName, generation: UInt64(t))
-            if (t + 1) % step == 0 || t + 1 == shape.iterations { job.progress(t + 1, of: shape.iterations, "iterations") }
+            if (t + 1) % step == 0 || t + 1 == shape.iterations {
+                job.progress(t + 1, of: shape.iterations, "iterations")
+            }
         }
         let computeTime = started.duration(to: clock.now)
 
@@ -221,10 +225,12 @@ package enum JacobiExample {
             "iterations": .uint(UInt64(shape.iterations)), "band": .string("\(band.lowerBound)..<\(band.upperBound)"),
             "resumed_at_iteration": .uint(UInt64(resumedAt)), "differing_cells": .uint(UInt64(differing)),
             "mean_interior_temperature": .double(mean), "checksum": .string("0x" + String(checksum, radix: 16)),
-            "seconds": .double(Double(computeTime.components.seconds) + Double(computeTime.components.attoseconds) / 1e18),
+            "seconds": .double(
+                Double(computeTime.components.seconds) + Double(computeTime.components.attoseconds) / 1e18),
         ]
         if let firstDifference {
-            fields["first_difference"] = .string("row \(firstDifference / shape.cols), col \(firstDifference % shape.cols)")
+            fields["first_difference"] = .string(
+                "row \(firstDifference / shape.cols), col \(firstDifference % shape.cols)")
         }
         return ExampleOutcome(ok: differing == 0, fields: fields)
     }

@@ -154,7 +154,8 @@ package enum MatmulExample {
     package static func run(_ job: ExampleJob, shape requested: Shape) async throws -> ExampleOutcome {
         let member = job.member
         guard job.participants <= ExampleJob.maxParticipants else {
-            throw MemberError(.invalidArgument, "the matmul example runs on at most \(ExampleJob.maxParticipants) members")
+            throw MemberError(
+                .invalidArgument, "the matmul example runs on at most \(ExampleJob.maxParticipants) members")
         }
         let pageSize = Int(member.settings.pageSize)
         if let problem = requested.problem(pageSize: pageSize) { throw MemberError(.invalidArgument, problem) }
