@@ -18,7 +18,7 @@ struct DemoCommand: ParsableCommand {
             and removes the directory. See docs/examples.md.
             """)
 
-    @Option(help: ArgumentHelp("Jacobi iterations.", visibility: .hidden)) var iterations: Int = 80
+    @Option(help: ArgumentHelp("Jacobi iterations.", visibility: .hidden)) var iterations: Int = 150
     @Option(help: ArgumentHelp("Jacobi grid rows and columns.", visibility: .hidden)) var grid: Int = 128
     @Option(help: ArgumentHelp("The counter's target.", visibility: .hidden)) var target: UInt64 = 150
     @Flag(name: .customLong("keep"), help: ArgumentHelp("Keep the temporary directory.", visibility: .hidden))

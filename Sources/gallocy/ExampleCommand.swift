@@ -53,9 +53,9 @@ struct JacobiExampleCommand: ParsableCommand {
             """)
 
     @OptionGroup var flags: NodeFlags
-    @Option(help: "Rows of the grid, edges included.") var rows: Int = 128
-    @Option(help: "Columns of the grid, edges included.") var cols: Int = 128
-    @Option(help: "Jacobi iterations.") var iterations: Int = 50
+    @Option(help: "Rows of the grid, edges included.") var rows: Int = 256
+    @Option(help: "Columns of the grid, edges included.") var cols: Int = 256
+    @Option(help: "Jacobi iterations.") var iterations: Int = 150
 
     func validate() throws {
         if let problem = JacobiExample.Shape(rows: rows, cols: cols, iterations: iterations).problem {
@@ -85,7 +85,7 @@ struct MatmulExampleCommand: ParsableCommand {
             """)
 
     @OptionGroup var flags: NodeFlags
-    @Option(help: "The size of the square matrices (n x n).") var size: Int = 192
+    @Option(help: "The size of the square matrices (n x n).") var size: Int = 384
     @Option(name: .customLong("rows-per-task"), help: "Rows of C per task.") var rowsPerTask: Int = 8
     @Option(help: "The seed A and B are generated from.") var seed: UInt64 = 42
 

@@ -23,7 +23,7 @@ package final class Demo {
         package var executable = DemoProcesses.ownExecutable()
         package var heapSize = "64M"
         package var counterTarget: UInt64 = 150
-        package var jacobi = JacobiExample.Shape(rows: 128, cols: 128, iterations: 80)
+        package var jacobi = JacobiExample.Shape(rows: 128, cols: 128, iterations: 150)
         /// The kill comes once a member reports this fraction of the iterations done.
         package var killAtFraction = 0.3
         package var restartDelay: Duration = .seconds(1)

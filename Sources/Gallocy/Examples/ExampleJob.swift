@@ -23,13 +23,18 @@ package struct ExampleJob: Sendable {
     /// The most participants an example keeps per-member words for.
     package static let maxParticipants = 64
 
-    /// `Member.barrier` with a generation, retried while the cluster is unavailable or the
-    /// arrival timed out: an arrival for a generation counts once per member however often it
-    /// is sent, and one for a generation that already opened returns at once, so repeating it is
-    /// safe (docs/consistency.md, "Barriers").
-    package func barrier(_ name: String, generation: UInt64) async throws(MemberError) {
+    /// Runs `write` (plain stores into the heap), then `Member.barrier` with a generation; on
+    /// `.unavailable` or `.timeout`, runs `write` again and arrives again. An arrival counts once
+    /// per member and generation however often it is sent, and one for a generation that already
+    /// opened returns at once (docs/consistency.md, "Barriers"). `write` is repeated because a
+    /// release that failed may not have been published (its bytes then read as the cluster
+    /// committed them): it must store the same bytes each time.
+    package func barrier(
+        _ name: String, generation: UInt64, writing write: () -> Void = {}
+    ) async throws(MemberError) {
         var attempts = 0
         while true {
+            write()
             do throws(MemberError) {
                 try await member.barrier(name, participants: participants, generation: generation)
                 return
@@ -44,12 +49,14 @@ package struct ExampleJob: Sendable {
         }
     }
 
-    /// `Member.commit`, retried while the cluster is unavailable. A release that failed may or
-    /// may not have committed; its writes stay this process's until one release goes through,
-    /// and writing the same bytes twice is harmless, so trying again is safe.
-    package func commit() async throws(MemberError) {
+    /// Runs `write` (plain stores into the heap), then `Member.commit`; on `.unavailable` or
+    /// `.timeout`, both again. A release that failed may or may not have been published, so
+    /// `write` must store the same bytes each time (then a repetition is harmless: bytes equal to
+    /// the committed ones make no diff).
+    package func commit(writing write: () -> Void) async throws(MemberError) {
         var attempts = 0
         while true {
+            write()
             do throws(MemberError) {
                 try await member.commit()
                 return

@@ -190,9 +190,10 @@ package enum JacobiExample {
         }
         let step = max(1, shape.iterations / 10)
         for t in resumedAt..<shape.iterations {
-            relax(from: state.grids[t % 2], into: state.grids[(t + 1) % 2], cols: shape.cols, rows: band)
-            state.words[progressWord + rank] = UInt64(t + 1)
-            try await job.barrier(barrierName, generation: UInt64(t))
+            try await job.barrier(barrierName, generation: UInt64(t)) {
+                relax(from: state.grids[t % 2], into: state.grids[(t + 1) % 2], cols: shape.cols, rows: band)
+                state.words[progressWord + rank] = UInt64(t + 1)
+            }
             if (t + 1) % step == 0 || t + 1 == shape.iterations {
                 job.progress(t + 1, of: shape.iterations, "iterations")
             }

@@ -14,7 +14,6 @@ import GallocyRaft
 ///     page 0, words:  0 magic "MATMUL01"   1 n   2 k   3 m   4 seed   5 rows per task
 ///                     6 tasks   7 participants   8 next ticket (atomicAdd)
 ///                     9, 10, 11: offsets of A (n x k), B (k x m), C (n x m)
-///                     16 + r: tasks completed by the member of rank r (r < 64)
 ///                     128 + i: state of task i: 0 free, the claimant's id, or
 ///                              its id | 1 << 63 once done
 ///
@@ -33,7 +32,6 @@ package enum MatmulExample {
     package static let rootName = "example.matmul"
     package static let doneBarrierName = "example.matmul.done"
     static let magic = ExampleWords.magic("MATMUL01")
-    static let tasksDoneWord = 16
     static let taskStateWord = 128
     static let doneBit: UInt64 = 1 << 63
 
@@ -196,10 +194,12 @@ package enum MatmulExample {
         if progressStep > tasks { progressStep = tasks }
 
         func perform(_ task: Int) async throws(MemberError) {
-            multiply(a: state.a, b: state.b, into: state.c, shape, rows: state.rows(of: task))
-            state.words[MatmulExample.taskStateWord + task] = me | doneBit
-            state.words[tasksDoneWord + rank] += 1
-            try await job.commit()
+            // The rows and "done" in one release; written again if a failed release was not
+            // published (the same bytes each time).
+            try await job.commit {
+                multiply(a: state.a, b: state.b, into: state.c, shape, rows: state.rows(of: task))
+                state.words[MatmulExample.taskStateWord + task] = me | doneBit
+            }
             doneHere += 1
             let done = (0..<tasks).reduce(0) { $0 + (state.state($1) & doneBit != 0 ? 1 : 0) }
             if done % progressStep == 0 { job.progress(done, of: tasks, "tasks") }
@@ -246,7 +246,9 @@ package enum MatmulExample {
             }
         }
         var byMember: [String: JSONValue] = [:]
-        for (r, id) in job.memberIDs.enumerated() { byMember["\(id)"] = .uint(state.words[tasksDoneWord + r]) }
+        for id in job.memberIDs {
+            byMember["\(id)"] = .uint(UInt64((0..<tasks).filter { state.state($0) == id | doneBit }.count))
+        }
         return ExampleOutcome(
             ok: differing == 0 && notDone == 0,
             fields: [
