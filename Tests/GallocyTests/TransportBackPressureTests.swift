@@ -64,7 +64,9 @@ struct TransportBackPressureTests {
         for _ in 0..<3 { sockets.append(try await RawPeerSocket.connect(to: try listenAddress(of: b))) }
         #expect(await transportWait { sockets[2].isClosed })
         #expect(!sockets[0].isClosed && !sockets[1].isClosed)
-        #expect(b.metrics().refusedConnections == 1)
+        // At least ours: the listener's ephemeral port may have been another member's a moment
+        // ago, and a peer of that member still dialing it is refused too (seen in full runs).
+        #expect(b.metrics().refusedConnections >= 1)
         for socket in sockets { await socket.close() }
         await b.shutdown()
     }
