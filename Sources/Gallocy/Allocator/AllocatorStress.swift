@@ -1,3 +1,4 @@
+import GallocyRaft
 import Foundation
 import Logging
 import Synchronization
@@ -376,19 +377,13 @@ struct StressState: @unchecked Sendable {
     }
 }
 
-/// SplitMix64, and the stress job's size distribution.
+/// The stress job's random numbers (SplitMix64) and size distribution.
 struct StressRandom {
-    var state: UInt64
+    private var generator: SplitMix64
 
-    init(seed: UInt64) { state = seed }
+    init(seed: UInt64) { generator = SplitMix64(seed: seed) }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { generator.next() }
 
     mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 

@@ -26,14 +26,7 @@ package enum ExampleProcess {
         _ configuration: NodeConfiguration, example name: String,
         job: @escaping @Sendable (Member, Logger) async throws -> ExampleOutcome
     ) -> Int32 {
-        let level = configuration.logLevel
-        var logger = Logger(label: "gallocy.example") { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        logger.logLevel = level
-        logger[metadataKey: "member"] = "\(configuration.id)"
+        let logger = Logger.memberProcess(label: "gallocy.example", level: configuration.logLevel, member: configuration.id)
         let status = StatusBox()
         let done = DispatchSemaphore(value: 0)
         let log = logger

@@ -184,7 +184,6 @@ package enum MatmulExample {
         }
         let shape = state.shape
         let tasks = shape.tasks
-        let rank = job.rank
         let me = member.id
         let clock = ContinuousClock()
         let started = clock.now

@@ -54,13 +54,7 @@ public final class Member: Sendable {
         -> Member
     {
         let configuration = try options.nodeConfiguration()
-        var logger = Logger(label: "gallocy.member") { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = configuration.logLevel
-            return handler
-        }
-        logger.logLevel = configuration.logLevel
-        logger[metadataKey: "member"] = "\(configuration.id)"
+        let logger = Logger.memberProcess(label: "gallocy.member", level: configuration.logLevel, member: configuration.id)
         return try await start(configuration: configuration, logger: logger, readyTimeout: readyTimeout)
     }
 

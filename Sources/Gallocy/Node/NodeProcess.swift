@@ -10,14 +10,7 @@ package enum NodeProcess {
     /// Runs a member until SIGTERM/SIGINT (returns 0 after a graceful shutdown) or a fatal
     /// error (prints it as the first stderr line, returns 1).
     package static func run(_ configuration: NodeConfiguration) -> Int32 {
-        let level = configuration.logLevel
-        var logger = Logger(label: "gallocy.node") { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        logger.logLevel = level
-        logger[metadataKey: "member"] = "\(configuration.id)"
+        let logger = Logger.memberProcess(label: "gallocy.node", level: configuration.logLevel, member: configuration.id)
         let outcome = ExitBox()
         let done = DispatchSemaphore(value: 0)
         let log = logger

@@ -18,14 +18,7 @@ package enum MemberJobProcess {
         _ configuration: NodeConfiguration, name: String, linger: Duration = .seconds(2),
         job: @escaping @Sendable (Member, Logger) async throws -> Bool
     ) -> Int32 {
-        let level = configuration.logLevel
-        var logger = Logger(label: "gallocy.\(name)") { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        logger.logLevel = level
-        logger[metadataKey: "member"] = "\(configuration.id)"
+        let logger = Logger.memberProcess(label: "gallocy.\(name)", level: configuration.logLevel, member: configuration.id)
         let log = logger
         let status = StatusCell()
         let done = DispatchSemaphore(value: 0)
