@@ -17,8 +17,9 @@ import Synchronization
 /// buffers at most the cap plus one read's worth of requests. Answers that become ready together
 /// (one read burst, or the calls that one driver turn completed) go out in one flush.
 ///
-/// A timer on the event loop races every call: whichever of the answer and the deadline comes
-/// first is written, the other dropped, and a call that lost the race is cancelled.
+/// Every call races its deadline (one event-loop timer per connection, armed for the earliest):
+/// whichever of the answer and the deadline comes first is written, the other dropped, and a call
+/// that lost the race is cancelled.
 ///
 /// All state is touched on the channel's event loop only; answers from other threads come back
 /// through a locked inbox that is drained by one event-loop task per batch.
@@ -65,8 +66,8 @@ final class HTTPAPIHandler: ChannelDuplexHandler {
         enum Stage {
             /// Parsed, waiting for one of the connection's call slots.
             case waiting(APIRoute, [UInt8])
-            /// The service call runs; `task` is nil for a call answered by callback.
-            case running(task: Task<Void, Never>?, timer: Scheduled<Void>)
+            /// The service call runs until `deadline`; `task` is nil for a call answered by callback.
+            case running(task: Task<Void, Never>?, deadline: NIODeadline)
             /// The answer, to be written once every earlier one has been.
             case ready(APIResponse)
         }
@@ -117,6 +118,12 @@ final class HTTPAPIHandler: ChannelDuplexHandler {
     /// Shutdown asked this connection to finish what it has and close.
     private var quiescing = false
     private var closed = false
+    /// One timer per connection, armed for the earliest deadline of its running calls (calls
+    /// start in request order with the same deadline, so that is the oldest running one); when
+    /// it fires it answers 504 for every call past its deadline and re-arms for the next. An
+    /// answer does not cancel it: a timer per call cost a heap insertion and removal in the
+    /// event loop's scheduler for every request.
+    private var deadlineTimer: Scheduled<Void>?
 
     init(shared: Shared) {
         self.shared = shared
@@ -173,13 +180,7 @@ final class HTTPAPIHandler: ChannelDuplexHandler {
         // Nobody is left to answer: stop the calls (a write may or may not take effect, as the
         // contract allows for any request that got no answer).
         closed = true
-        for slot in slots {
-            if case .running(let task, let timer) = slot.stage {
-                timer.cancel()
-                task?.cancel()
-            }
-        }
-        slots.removeAll()
+        cancelCalls()
         input = .closing
         context.fireChannelInactive()
     }
@@ -345,14 +346,52 @@ final class HTTPAPIHandler: ChannelDuplexHandler {
             : Task {
                 deliver(await responder.respond(to: route, body: body))
             }
-        let deadline = shared.configuration.requestDeadline
-        let timer = eventLoop.scheduleTask(in: TimeAmount(deadline)) {
-            let error = APIError.timeout("no answer within \(deadline); a write may or may not have taken effect")
-            handler.value.finish(id: id, with: .error(error), timedOut: true, context: boundContext.value)
-            handler.value.startWaiting(context: boundContext.value)
-            handler.value.flushIfNeeded(context: boundContext.value)
+        let deadline = NIODeadline.now() + TimeAmount(shared.configuration.requestDeadline)
+        slots[index].stage = .running(task: task, deadline: deadline)
+        if deadlineTimer == nil { armDeadlineTimer(at: deadline, context: context) }
+    }
+
+    private func armDeadlineTimer(at deadline: NIODeadline, context: ChannelHandlerContext) {
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let boundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
+        deadlineTimer = context.eventLoop.scheduleTask(deadline: deadline) {
+            handler.value.deadlinePassed(context: boundContext.value)
         }
-        slots[index].stage = .running(task: task, timer: timer)
+    }
+
+    /// Answers 504 for every running call past its deadline, then re-arms for the earliest left.
+    private func deadlinePassed(context: ChannelHandlerContext) {
+        deadlineTimer = nil
+        guard !closed else { return }
+        let now = NIODeadline.now()
+        let limit = shared.configuration.requestDeadline
+        var next: NIODeadline?
+        var expired: [UInt64] = []
+        for slot in slots {
+            guard case .running(_, let deadline) = slot.stage else { continue }
+            if deadline <= now {
+                expired.append(slot.id)
+            } else if next == nil || deadline < next! {
+                next = deadline
+            }
+        }
+        for id in expired {
+            let error = APIError.timeout("no answer within \(limit); a write may or may not have taken effect")
+            finish(id: id, with: .error(error), timedOut: true, context: context)
+        }
+        if let next { armDeadlineTimer(at: next, context: context) }
+        startWaiting(context: context)
+        flushIfNeeded(context: context)
+    }
+
+    /// Stops every running call and drops the queue (the connection is closing).
+    private func cancelCalls() {
+        for slot in slots {
+            if case .running(let task, _) = slot.stage { task?.cancel() }
+        }
+        slots.removeAll()
+        deadlineTimer?.cancel()
+        deadlineTimer = nil
     }
 
     private func drainInbox(context: ChannelHandlerContext) {
@@ -368,8 +407,7 @@ final class HTTPAPIHandler: ChannelDuplexHandler {
     private func finish(id: UInt64, with response: APIResponse, timedOut: Bool, context: ChannelHandlerContext) {
         guard let first = slots.first, id >= first.id, id - first.id < UInt64(slots.count) else { return }
         let index = slots.index(slots.startIndex, offsetBy: Int(id - first.id))
-        guard case .running(let task, let timer) = slots[index].stage else { return }
-        timer.cancel()
+        guard case .running(let task, _) = slots[index].stage else { return }
         if timedOut { task?.cancel() }
         running -= 1
         slots[index].stage = .ready(response)
@@ -446,13 +484,7 @@ final class HTTPAPIHandler: ChannelDuplexHandler {
             needsFlush = false
             context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
             input = .closing
-            for slot in slots {
-                if case .running(let task, let timer) = slot.stage {
-                    timer.cancel()
-                    task?.cancel()
-                }
-            }
-            slots.removeAll()
+            cancelCalls()
             closed = true
         }
     }

@@ -76,7 +76,10 @@ package final class HTTPAPIServer: Sendable {
                     // Our handler answers malformed HTTP itself (as JSON), so NIO's error handler is off;
                     // it also does its own pipelining (concurrent calls, answers in order), so NIO's
                     // one-request-at-a-time pipelining handler is off too.
-                    try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
+                    // Response header validation is off too: every header is written by HTTPAPIHandler from
+                    // fixed names and values it made itself.
+                    try pipeline.configureHTTPServerPipeline(
+                        withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false)
                     try pipeline.addHandler(HTTPAPIHandler(shared: shared))
                 }
             }
