@@ -34,9 +34,8 @@ final class HTTPAPIHandler: ChannelDuplexHandler {
         var configuration: HTTPAPIServer.Configuration
         var limiter: RequestLimiter
         var logger: Logger
-        /// Where the request counters and timers go.
-        var metrics: any MetricsFactory
-        /// The request counters and timers, made once per label set.
+        /// The request counters and timers, made once per label set in the server's metrics
+        /// factory.
         var instruments: HTTPInstruments
     }
 

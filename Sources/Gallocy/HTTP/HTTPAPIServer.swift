@@ -59,8 +59,7 @@ package final class HTTPAPIServer: Sendable {
         let limiter = RequestLimiter(limit: configuration.maximumConcurrentRequests)
         let shared = HTTPAPIHandler.Shared(
             responder: APIResponder(service: service), configuration: configuration, limiter: limiter,
-            logger: logger, metrics: metrics ?? MetricsSystem.factory,
-            instruments: HTTPInstruments(factory: metrics ?? MetricsSystem.factory))
+            logger: logger, instruments: HTTPInstruments(factory: metrics ?? MetricsSystem.factory))
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
