@@ -13,6 +13,13 @@ struct BenchClusterCommand: ParsableCommand {
     @Flag(help: "Skip the read cases.") var noReads = false
     @Option(help: "Threads that multiplex the clients' connections with poll (0: one blocking thread per client).")
     var clientThreads = 0
+    @Option(
+        help:
+            "Connection counts, comma-separated: 0 is one connection per client; N shares N connections among the clients with HTTP/1.1 pipelining (one request outstanding per client)."
+    )
+    var conns: String = "0,16"
+    @Option(help: "Run the members from this executable instead of this one (to compare builds).")
+    var nodeExecutable: String?
 
     func run() throws {
         var bench = ClusterBenchmark()
@@ -21,11 +28,14 @@ struct BenchClusterCommand: ParsableCommand {
         bench.sizes = sizes.split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
         bench.reads = !noReads
         bench.clientThreads = max(0, clientThreads)
+        if let nodeExecutable { bench.executable = nodeExecutable }
+        bench.connectionCounts = conns.split(separator: ",").compactMap { Int($0) }.filter { $0 >= 0 }
+        guard !bench.connectionCounts.isEmpty else { throw ValidationError("--conns: expected numbers like 0,16") }
         guard !bench.clientCounts.isEmpty else { throw ValidationError("--clients: expected numbers like 1,16,256") }
         print(
-            "case                              ops/s      p50 ms    p99 ms    max ms   cpu µs/op: leader others clients   (ops, failures)")
+            "case                                        ops/s      p50 ms    p99 ms    max ms   cpu µs/op: leader others clients   (ops, failures)")
         try bench.run { row in
-            let name = row.name + String(repeating: " ", count: max(0, 30 - row.name.count))
+            let name = row.name + String(repeating: " ", count: max(0, 40 - row.name.count))
             print(
                 "\(name) \(fixed(row.perSecond, 9)) \(fixed(row.p50, 9)) \(fixed(row.p99, 9)) \(fixed(row.max, 9))   \(fixed(row.cpuPerOp.leader, 17)) \(fixed(row.cpuPerOp.followers, 6)) \(fixed(row.cpuPerOp.clients, 7))   (\(row.operations), \(row.failures))")
         }

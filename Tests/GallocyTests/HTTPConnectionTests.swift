@@ -95,6 +95,95 @@ struct HTTPConnectionTests {
         }
     }
 
+    @Test func pipelinedCallsRunAtOnceAndAreAnsweredInOrderWithErrorsInTheMiddle() async throws {
+        let service = HTTPFakeNodeService(snapshotDelay: .milliseconds(800))
+        try await withHTTPServer(service: service) { server, _ in
+            let alloc = try await httpRequest(port: server.port, "POST", "/v1/alloc", json: #"{"size": 16}"#)
+            let addr = try #require(alloc.object["addr"]?.stringValue)
+            try await HTTPTestConnection.with(port: server.port) { connection in
+                // All in one write: three slow calls, writes, errors of every kind in between.
+                var bytes: [UInt8] = []
+                for _ in 0..<3 { bytes += HTTPTestConnection.requestBytes("POST", "/v1/snapshot") }
+                bytes += HTTPTestConnection.requestBytes("PUT", "/v1/memory/\(addr)", body: [7])
+                bytes += HTTPTestConnection.requestBytes("PUT", "/v1/memory/0x10", body: [1])  // 400: not allocated
+                bytes += HTTPTestConnection.requestBytes("GET", "/nope")  // 404
+                bytes += HTTPTestConnection.requestBytes("POST", "/v1/alloc", body: Array("{".utf8))  // 400: bad JSON
+                bytes += HTTPTestConnection.requestBytes("DELETE", "/v1/status")  // 405
+                bytes += HTTPTestConnection.requestBytes("GET", "/v1/status")
+                let clock = ContinuousClock()
+                let start = clock.now
+                try await connection.send(bytes)
+                for _ in 0..<3 {
+                    let snapshot = try #require(try await connection.readResponse())
+                    #expect(snapshot.status == 200)
+                    #expect(snapshot.object["index"] != nil)
+                }
+                // The three slow calls ran at once, not one after the other (2.4 s).
+                #expect(clock.now - start < .milliseconds(2000))
+                let write = try #require(try await connection.readResponse())
+                #expect(write.status == 200)
+                #expect(write.object["index"] != nil)
+                let outside = try #require(try await connection.readResponse())
+                #expect(outside.status == 400)
+                let missing = try #require(try await connection.readResponse())
+                #expect(missing.status == 404)
+                let badJSON = try #require(try await connection.readResponse())
+                #expect(badJSON.status == 400)
+                let wrongMethod = try #require(try await connection.readResponse())
+                #expect(wrongMethod.status == 405)
+                #expect(wrongMethod.headers["allow"] != nil)
+                let status = try #require(try await connection.readResponse())
+                #expect(status.object["role"] == .string("leader"))
+                // The connection is still good.
+                let read = try await connection.request("GET", "/v1/memory/\(addr)?len=1")
+                #expect(read.body == [7])
+            }
+        }
+    }
+
+    @Test func pipelinedRequestsBeyondTheCapWaitTheirTurn() async throws {
+        let service = HTTPFakeNodeService(snapshotDelay: .milliseconds(50))
+        var configuration = HTTPAPIServer.Configuration.loopback
+        configuration.maximumPipelinedRequests = 2
+        try await withHTTPServer(service: service, configuration: configuration) { server, _ in
+            try await HTTPTestConnection.with(port: server.port) { connection in
+                var bytes: [UInt8] = []
+                for k in 0..<40 {
+                    bytes += HTTPTestConnection.requestBytes(k % 2 == 0 ? "POST" : "GET", k % 2 == 0 ? "/v1/snapshot" : "/v1/status")
+                }
+                try await connection.send(bytes)
+                for k in 0..<40 {
+                    let response = try #require(try await connection.readResponse())
+                    #expect(response.status == 200)
+                    #expect((response.object["role"] != nil) == (k % 2 == 1), "answer \(k)")
+                }
+            }
+        }
+    }
+
+    @Test func oversizedBodyInAPipelineIsAnsweredAfterTheEarlierOnesThenCloses() async throws {
+        let service = HTTPFakeNodeService(snapshotDelay: .milliseconds(200))
+        var configuration = HTTPAPIServer.Configuration.loopback
+        configuration.maximumJSONBodyBytes = 64
+        try await withHTTPServer(service: service, configuration: configuration) { server, _ in
+            try await HTTPTestConnection.with(port: server.port) { connection in
+                var bytes = HTTPTestConnection.requestBytes("POST", "/v1/snapshot")
+                bytes += HTTPTestConnection.requestBytes("GET", "/v1/status")
+                bytes += HTTPTestConnection.requestBytes("POST", "/v1/alloc", body: Array(repeating: 0x20, count: 100))
+                bytes += HTTPTestConnection.requestBytes("GET", "/v1/status")
+                try await connection.send(bytes)
+                let snapshot = try #require(try await connection.readResponse())
+                #expect(snapshot.object["index"] != nil)
+                let status = try #require(try await connection.readResponse())
+                #expect(status.object["role"] != nil)
+                let tooLarge = try #require(try await connection.readResponse())
+                #expect(tooLarge.status == 413)
+                #expect(tooLarge.headers["connection"] == "close")
+                #expect(try await connection.waitForClose())
+            }
+        }
+    }
+
     @Test func manyClientsAtOnceEachGetTheirOwnAnswers() async throws {
         try await withHTTPServer { server, _ in
             let alloc = try await httpRequest(port: server.port, "POST", "/v1/alloc", json: #"{"size": 8}"#)

@@ -218,6 +218,38 @@ struct HTTPErrorTests {
         }
     }
 
+    @Test func pipelinedCallsEachGetTheirOwnDeadline() async throws {
+        let service = HTTPFakeNodeService(snapshotDelay: .seconds(30))
+        var configuration = HTTPAPIServer.Configuration.loopback
+        configuration.requestDeadline = .milliseconds(400)
+        try await withHTTPServer(service: service, configuration: configuration) { server, _ in
+            try await HTTPTestConnection.with(port: server.port) { connection in
+                let clock = ContinuousClock()
+                // A quick call first arms the connection's deadline timer; a slow call started later
+                // must still get its full deadline, not the earlier one.
+                _ = try await connection.request("GET", "/v1/status")
+                try await Task.sleep(for: .milliseconds(200))
+                let start = clock.now
+                var bytes = HTTPTestConnection.requestBytes("POST", "/v1/snapshot")
+                bytes += HTTPTestConnection.requestBytes("GET", "/v1/status")
+                bytes += HTTPTestConnection.requestBytes("POST", "/v1/snapshot")
+                bytes += HTTPTestConnection.requestBytes("GET", "/v1/status")
+                try await connection.send(bytes)
+                let first = try #require(try await connection.readResponse())
+                expectError(first, 504, "timeout")
+                #expect(clock.now - start >= .milliseconds(400))
+                let second = try #require(try await connection.readResponse())
+                #expect(second.status == 200)
+                let third = try #require(try await connection.readResponse())
+                expectError(third, 504, "timeout")
+                let fourth = try #require(try await connection.readResponse())
+                #expect(fourth.status == 200)
+                // The two slow calls ran at once.
+                #expect(clock.now - start < .seconds(5))
+            }
+        }
+    }
+
     @Test func clientHangingUpCancelsItsCall() async throws {
         let service = HTTPFakeNodeService(snapshotDelay: .seconds(30))
         try await withHTTPServer(service: service) { server, _ in

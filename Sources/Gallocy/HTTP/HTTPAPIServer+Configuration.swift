@@ -17,6 +17,9 @@ extension HTTPAPIServer {
             maximumReadLength: 16 << 20, maximumPageCount: 65_536, maximumLockNameBytes: 256)
         /// Service calls running at once across all connections (503 `overloaded` beyond it).
         package var maximumConcurrentRequests: Int = 1024
+        /// Pipelined requests of one connection whose calls run at once; with this many answers
+        /// outstanding the connection is not read until one is written.
+        package var maximumPipelinedRequests: Int = 64
         /// A connection on which the client sends nothing for this long, between requests or in
         /// the middle of one, is closed (a call in flight is bounded by `requestDeadline` instead).
         package var idleTimeout: Duration = .seconds(60)

@@ -59,7 +59,7 @@ package final class HTTPAPIServer: Sendable {
         let limiter = RequestLimiter(limit: configuration.maximumConcurrentRequests)
         let shared = HTTPAPIHandler.Shared(
             responder: APIResponder(service: service), configuration: configuration, limiter: limiter,
-            logger: logger, metrics: metrics ?? MetricsSystem.factory)
+            logger: logger, instruments: HTTPInstruments(factory: metrics ?? MetricsSystem.factory))
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -72,8 +72,13 @@ package final class HTTPAPIServer: Sendable {
                 return channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
                     try pipeline.addHandler(IdleStateHandler(readTimeout: TimeAmount(configuration.idleTimeout)))
-                    // Our handler answers malformed HTTP itself (as JSON), so NIO's error handler is off.
-                    try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
+                    // Our handler answers malformed HTTP itself (as JSON), so NIO's error handler is off;
+                    // it also does its own pipelining (concurrent calls, answers in order), so NIO's
+                    // one-request-at-a-time pipelining handler is off too.
+                    // Response header validation is off too: every header is written by HTTPAPIHandler from
+                    // fixed names and values it made itself.
+                    try pipeline.configureHTTPServerPipeline(
+                        withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false)
                     try pipeline.addHandler(HTTPAPIHandler(shared: shared))
                 }
             }
@@ -94,7 +99,7 @@ package final class HTTPAPIServer: Sendable {
     package func shutdown() async {
         try? await serverChannel.close()
         for channel in registry.close() {
-            // HTTPServerPipelineHandler closes an idle connection now, a busy one after its answer
+            // HTTPAPIHandler closes an idle connection now, a busy one after its last answer
             // (with `connection: close`).
             channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         }

@@ -20,6 +20,12 @@ package struct ClusterBenchmark {
     /// are spread over this many threads, each waiting on all of its connections with `poll`
     /// (every client still has one request at a time on its own keep-alive connection).
     package var clientThreads = 0
+    /// Connection counts to measure each case with: 0 means one connection per client (the
+    /// client's requests one at a time on it); N > 0 means the clients share N connections with
+    /// HTTP/1.1 pipelining (each client still has one request outstanding and times it from send
+    /// to its answer; answers come back in order per connection). A count not below the number
+    /// of clients is the same as 0 and is skipped.
+    package var connectionCounts = [0]
     package var executable: String = "/proc/self/exe"
 
     package init() {}
@@ -46,26 +52,45 @@ package struct ClusterBenchmark {
         let block = try cluster.alloc(member: leader, size: 64 << 20)
         for size in sizes {
             for clients in clientCounts {
-                let body = [UInt8](repeating: 0x5A, count: size)
-                let slots = UInt64((64 << 20) / max(size, 8))
-                let row = measure(name: "write \(size) B, \(clients) clients", clients: clients, cluster: cluster, leader: leader) { client, k in
-                    let slot = (UInt64(client) &* 1_000_003 &+ UInt64(k)) % slots
-                    let address = block + slot * UInt64(max(size, 8))
-                    return ("PUT", "/v1/memory/0x" + String(address, radix: 16), body, cluster.httpPorts[leader - 1])
+                for connections in connectionCounts(for: clients) {
+                    let body = [UInt8](repeating: 0x5A, count: size)
+                    let slots = UInt64((64 << 20) / max(size, 8))
+                    let name = "write \(size) B, \(clients) clients" + Self.suffix(connections)
+                    let row = measure(
+                        name: name, clients: clients, connections: connections, cluster: cluster, leader: leader
+                    ) { client, k in
+                        let slot = (UInt64(client) &* 1_000_003 &+ UInt64(k)) % slots
+                        let address = block + slot * UInt64(max(size, 8))
+                        return ("PUT", "/v1/memory/0x" + String(address, radix: 16), body, cluster.httpPorts[leader - 1])
+                    }
+                    report(row)
+                }
+            }
+        }
+        for clients in clientCounts where reads {
+            for connections in connectionCounts(for: clients) {
+                let name = "read 8 B, \(clients) clients" + Self.suffix(connections)
+                let row = measure(
+                    name: name, clients: clients, connections: connections, cluster: cluster, leader: leader
+                ) { client, _ in
+                    ("GET", "/v1/memory/0x" + String(block, radix: 16) + "?len=8", [], cluster.httpPorts[client % 3])
                 }
                 report(row)
             }
         }
-        for clients in clientCounts where reads {
-            let row = measure(name: "read 8 B, \(clients) clients", clients: clients, cluster: cluster, leader: leader) { client, _ in
-                ("GET", "/v1/memory/0x" + String(block, radix: 16) + "?len=8", [], cluster.httpPorts[client % 3])
-            }
-            report(row)
-        }
+    }
+
+    private func connectionCounts(for clients: Int) -> [Int] {
+        var seen = Set<Int>()
+        return connectionCounts.map { $0 >= clients ? 0 : $0 }.filter { seen.insert($0).inserted }
+    }
+
+    private static func suffix(_ connections: Int) -> String {
+        connections == 0 ? "" : " / \(connections) conns"
     }
 
     private func measure(
-        name: String, clients: Int, cluster: LocalCluster, leader: Int,
+        name: String, clients: Int, connections: Int, cluster: LocalCluster, leader: Int,
         request: @escaping @Sendable (Int, Int) -> (String, String, [UInt8], UInt16)
     ) -> Row {
         let cpuBefore = cluster.cpuSeconds()
@@ -74,7 +99,21 @@ package struct ClusterBenchmark {
         let group = DispatchGroup()
         let start = DispatchTime.now()
         let end = start.uptimeNanoseconds + UInt64(seconds * 1e9)
-        let threads = clientThreads > 0 ? min(clientThreads, clients) : 0
+        // Pipelined: the connections spread over `clientThreads` threads (2 by default).
+        let pipelinedThreads = connections > 0 ? min(connections, clientThreads > 0 ? clientThreads : 2) : 0
+        for t in 0..<pipelinedThreads {
+            group.enter()
+            let mine = Array(stride(from: t, to: connections, by: pipelinedThreads))
+            let thread = Thread {
+                defer { group.leave() }
+                let (done, failed) = PipelinedClients.run(
+                    connections: mine, of: connections, clients: clients, until: end, request: request)
+                failures.add(failed, ordering: .relaxed)
+                latencies.withLock { $0 += done }
+            }
+            thread.start()
+        }
+        let threads = connections > 0 ? 0 : clientThreads > 0 ? min(clientThreads, clients) : 0
         for t in 0..<threads {
             group.enter()
             let mine = Array(stride(from: t, to: clients, by: threads))
@@ -86,7 +125,7 @@ package struct ClusterBenchmark {
             }
             thread.start()
         }
-        for client in 0..<clients where threads == 0 {
+        for client in 0..<clients where threads == 0 && connections == 0 {
             group.enter()
             let thread = Thread {
                 defer { group.leave() }
@@ -447,5 +486,162 @@ enum PolledClients {
         }
         for c in clients where c.fd >= 0 { close(c.fd) }
         return (latencies, failures)
+    }
+}
+
+/// Benchmark clients sharing connections with HTTP/1.1 pipelining, all on one thread: client `c`
+/// uses connection `c % total`; each client has one request outstanding at a time, queued on its
+/// connection behind the others' (answers come back in request order), and times it from the
+/// moment it is queued for sending to the moment its answer is parsed.
+enum PipelinedClients {
+    private struct Connection {
+        var index: Int
+        var clients: [Int]
+        var fd: Int32 = -1
+        var port: UInt16 = 0
+        var out: [UInt8] = []
+        var sent = 0
+        var input: [UInt8] = []
+        /// The clients whose requests are outstanding, in request order, with their start times.
+        var waiting: [(client: Int, started: UInt64)] = []
+        var next = 0
+    }
+
+    /// Runs connections `indices` (of `total`) with their share of `clients` until `end` (uptime
+    /// nanoseconds); returns the latencies in ms and the number of failed requests.
+    static func run(
+        connections indices: [Int], of total: Int, clients: Int, until end: UInt64,
+        request: (Int, Int) -> (String, String, [UInt8], UInt16)
+    ) -> ([Double], Int) {
+        var latencies: [Double] = []
+        latencies.reserveCapacity(1 << 16)
+        var failures = 0
+        var counters = [Int](repeating: 0, count: clients)
+        var connections = indices.map { index in
+            Connection(index: index, clients: Array(stride(from: index, to: clients, by: total)))
+        }
+        func enqueue(_ c: inout Connection, client: Int) {
+            let (method, path, body, _) = request(client, counters[client])
+            counters[client] += 1
+            c.out += Array("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
+            c.out += body
+            c.waiting.append((client, DispatchTime.now().uptimeNanoseconds))
+        }
+        func open(_ c: inout Connection) {
+            if c.fd >= 0 { close(c.fd) }
+            failures += c.waiting.count
+            c.waiting.removeAll()
+            c.out.removeAll()
+            c.sent = 0
+            c.input.removeAll()
+            c.next = 0
+            c.port = request(c.index, 0).3
+            c.fd = BenchConnection(port: c.port).detach()
+            if c.fd >= 0 { _ = fcntl(c.fd, F_SETFL, fcntl(c.fd, F_GETFL) | O_NONBLOCK) }
+            for client in c.clients { enqueue(&c, client: client) }
+        }
+        func flush(_ c: inout Connection) -> Bool {
+            while c.sent < c.out.count {
+                let n = c.out[c.sent...].withUnsafeBytes {
+                    Glibc.send(c.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+                }
+                if n > 0 {
+                    c.sent += n
+                } else {
+                    return n < 0 && errno == EAGAIN
+                }
+            }
+            c.out.removeAll(keepingCapacity: true)
+            c.sent = 0
+            return true
+        }
+        for k in connections.indices {
+            open(&connections[k])
+            if !flush(&connections[k]) { open(&connections[k]) }
+        }
+        var fds = [pollfd](repeating: pollfd(), count: connections.count)
+        var chunk = [UInt8](repeating: 0, count: 1 << 16)
+        while DispatchTime.now().uptimeNanoseconds < end {
+            for (k, c) in connections.enumerated() {
+                let events = c.sent < c.out.count ? POLLIN | POLLOUT : POLLIN
+                fds[k] = pollfd(fd: c.fd, events: Int16(events), revents: 0)
+            }
+            guard poll(&fds, nfds_t(fds.count), 100) > 0 else { continue }
+            for k in connections.indices where fds[k].revents != 0 {
+                if connections[k].fd < 0 {
+                    open(&connections[k])
+                    continue
+                }
+                if fds[k].revents & Int16(POLLIN | POLLERR | POLLHUP) != 0 {
+                    let n = chunk.withUnsafeMutableBytes { recv(connections[k].fd, $0.baseAddress, $0.count, 0) }
+                    if n <= 0 {
+                        if n < 0 && errno == EAGAIN { continue }
+                        open(&connections[k])
+                        continue
+                    }
+                    connections[k].input += chunk[..<n]
+                    var consumed = 0
+                    while let (status, length) = parse(connections[k].input, from: consumed) {
+                        consumed += length
+                        let now = DispatchTime.now().uptimeNanoseconds
+                        let (client, started) = connections[k].waiting[connections[k].next]
+                        connections[k].next += 1
+                        if status == 200 {
+                            latencies.append(Double(now - started) / 1e6)
+                        } else {
+                            failures += 1
+                        }
+                        if now < end { enqueue(&connections[k], client: client) }
+                    }
+                    if consumed > 0 {
+                        connections[k].input.removeFirst(consumed)
+                        if connections[k].next > 64 {
+                            connections[k].waiting.removeFirst(connections[k].next)
+                            connections[k].next = 0
+                        }
+                    }
+                }
+                if !flush(&connections[k]) { open(&connections[k]) }
+            }
+        }
+        for c in connections where c.fd >= 0 { close(c.fd) }
+        return (latencies, failures)
+    }
+
+    /// The status and total length of the complete answer at `start` of `input`, if it is all
+    /// there.
+    private static func parse(_ input: [UInt8], from start: Int) -> (Int, Int)? {
+        input.withUnsafeBufferPointer { b -> (Int, Int)? in
+            let count = b.count
+            guard count - start >= 16 else { return nil }
+            var k = start
+            var length = 0
+            var headEnd = -1
+            // Walk the header lines.
+            while k + 3 < count {
+                if b[k] == 13 && b[k + 1] == 10 {
+                    if b[k + 2] == 13 && b[k + 3] == 10 {
+                        headEnd = k + 4
+                        break
+                    }
+                    // A line starts at k + 2: content-length?
+                    let line = k + 2
+                    if line + 15 < count, b[line] | 0x20 == 0x63, b[line + 8] | 0x20 == 0x6C, b[line + 14] == 0x3A {
+                        var j = line + 15
+                        while j < count && b[j] == 0x20 { j += 1 }
+                        var value = 0
+                        while j < count, b[j] >= 0x30, b[j] <= 0x39 {
+                            value = value * 10 + Int(b[j] - 0x30)
+                            j += 1
+                        }
+                        length = value
+                    }
+                }
+                k += 1
+            }
+            guard headEnd > 0, count >= headEnd + length else { return nil }
+            let status = Int(b[start + 9] - 0x30) * 100 + Int(b[start + 10] - 0x30) * 10 + Int(b[start + 11] - 0x30)
+            return (status, headEnd + length - start)
+        }
     }
 }
