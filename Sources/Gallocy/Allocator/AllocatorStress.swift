@@ -214,7 +214,19 @@ package enum AllocatorStress {
             guard entry[0] != 0 else { continue }
             let address = UInt(entry[0])
             if let problem = verify(address: address, size: Int(entry[1]), stamp: entry[2]) {
-                throw MemberError(.invalidArgument, "handoff from member \(next): \(problem)")
+                // Redoing a round after a restart: this member's previous process may have freed
+                // the block (its free publishes first) and lost only the emptying of the entry;
+                // by now the owner may have taken the block back and stamped it anew (a stamp of
+                // the owner's, later in its sequence). Then the entry is stale, not the block;
+                // anything else is a lost stamp.
+                let now = UnsafeRawPointer(bitPattern: address)!.load(as: UInt64.self)
+                let reused = now >> 48 == UInt64(next) && now & (1 << 40 - 1) > entry[2] & (1 << 40 - 1)
+                guard redo, reused else {
+                    throw MemberError(.invalidArgument, "handoff from member \(next): \(problem)")
+                }
+                note("round \(round) redo: handoff entry \(index) is stale (\(problem)); its block was freed before")
+                entry[0] = 0
+                continue
             }
             do throws(MemberError) {
                 try await allocator.free(UnsafeMutableRawPointer(bitPattern: address)!)
