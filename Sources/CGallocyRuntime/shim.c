@@ -727,6 +727,21 @@ int CGallocyRuntime_hold_end(size_t page, uint8_t previous, int hidden) {
     return result;
 }
 
+int CGallocyRuntime_hold_make_dirty(size_t page) {
+    if (!atomic_load(&region_active) || page >= region.page_count) return EINVAL;
+    char *address = region.base + page * region.page_size;
+    if (mprotect(address, region.page_size, PROT_READ | PROT_WRITE) != 0) {
+        int error = errno;
+        if (error != ENOMEM) return error;
+        error = protect_out_of_maps(page, PROT_READ | PROT_WRITE);
+        if (error != 0) return error;
+    }
+    uint64_t bit = (uint64_t)1 << (page % 64);
+    uint64_t before = atomic_fetch_or_explicit(&region.dirty_words[page / 64], bit, memory_order_acq_rel);
+    if (!(before & bit)) atomic_fetch_add_explicit(&dirty_count, 1, memory_order_relaxed);
+    return 0;
+}
+
 int CGallocyRuntime_hold_protect_run(size_t first, size_t count, uint8_t state) {
     if (!atomic_load(&region_active) || first + count > region.page_count || count == 0) return EINVAL;
     int protection = protection_for(state);

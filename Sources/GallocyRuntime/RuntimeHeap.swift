@@ -54,6 +54,8 @@ package final class RuntimeHeap: HeapImageWriter, @unchecked Sendable {
         package var releases = 0
         package var accepted = 0
         package var undone = 0
+        /// Releases given up without an outcome, their pages put back in the dirty set.
+        package var abandoned = 0
         /// Changes (committed entries, or parts of a restore) written through the writer.
         package var changes = 0
         /// Pages held and hidden by changes.
@@ -266,14 +268,7 @@ package final class RuntimeHeap: HeapImageWriter, @unchecked Sendable {
     /// release is undone (rule 3). Must run on the apply path right after that entry, before the
     /// next one.
     package func finishRelease(_ id: UInt64, accepted: Bool) {
-        guard let record = book.withLock({ book -> ReleaseRecord? in
-            guard let record = book.records.removeValue(forKey: id) else { return nil }
-            for page in record.committed.keys {
-                book.byPage[page]?.removeAll { $0 === record }
-                if book.byPage[page]?.isEmpty == true { book.byPage[page] = nil }
-            }
-            return record
-        }) else { return }
+        guard let record = takeRecord(id) else { return }
         defer { record.deallocate() }
         counters.withLock { accepted ? ($0.accepted += 1) : ($0.undone += 1) }
         guard !accepted else { return }
@@ -289,6 +284,48 @@ package final class RuntimeHeap: HeapImageWriter, @unchecked Sendable {
                     offset: page * pageSize + offset,
                     bytes: UnsafeRawBufferPointer(start: committed + offset, count: bytes.count))
             }
+        }
+    }
+
+    /// Gives up release `id` without knowing whether its entry committed (the proposal failed:
+    /// the member stops, or caught up by snapshot): its pages go back into the dirty set, with
+    /// their committed contents as twins, so that the next release publishes its bytes again
+    /// (harmless if they did commit: the same bytes). Nothing the application wrote is lost.
+    package func abandonRelease(_ id: UInt64) {
+        guard let record = takeRecord(id) else { return }
+        defer { record.deallocate() }
+        for write in record.writes {
+            let page = Int(write.page)
+            let committed = UnsafeRawPointer(record.committed[page].unsafelyUnwrapped)
+            var ignored: Int32 = 0
+            let previous = CGallocyRuntime_hold_begin(page, 0, &ignored)
+            var after = previous
+            if previous == PageAccess.readWrite.rawValue {
+                // Dirty again since the collection: the twin has this release's bytes as its
+                // base; put the committed bytes back under the release's runs, so the next diff
+                // carries them (or whatever the application wrote there since).
+                let twin = mapping.twinPage(page)
+                try? write.diff.forEachRun(pageSize: pageSize) { offset, bytes in
+                    (twin + offset).copyMemory(from: committed + offset, byteCount: bytes.count)
+                }
+            } else if previous == PageAccess.readOnly.rawValue {
+                mapping.twinPage(page).copyMemory(from: committed, byteCount: pageSize)
+                if CGallocyRuntime_hold_make_dirty(page) == 0 { after = PageAccess.readWrite.rawValue }
+            }
+            _ = CGallocyRuntime_hold_end(page, after, 0)
+        }
+        CGallocyRuntime_wake_parked()
+        counters.withLock { $0.abandoned += 1 }
+    }
+
+    private func takeRecord(_ id: UInt64) -> ReleaseRecord? {
+        book.withLock { book -> ReleaseRecord? in
+            guard let record = book.records.removeValue(forKey: id) else { return nil }
+            for page in record.committed.keys {
+                book.byPage[page]?.removeAll { $0 === record }
+                if book.byPage[page]?.isEmpty == true { book.byPage[page] = nil }
+            }
+            return record
         }
     }
 

@@ -24,6 +24,7 @@ extension RuntimeSuite {
             static let rejected: UInt = 0x2230_0000_0000
             static let together: UInt = 0x2240_0000_0000
             static let accepted: UInt = 0x2250_0000_0000
+            static let abandoned: UInt = 0x2260_0000_0000
         }
 
         /// A member's state machine over a runtime heap, and a replica with a private heap.
@@ -216,6 +217,29 @@ extension RuntimeSuite {
             #expect(try f.publish(second).isApplied)
             #expect(try f.committed(page)[0] == 2 && f.committed(page)[1] == 3)
             #expect(try f.machine.canonicalDigest() == f.replica.canonicalDigest())
+        }
+
+        @Test func anAbandonedReleaseIsPublishedAgainByTheNextOne() throws {
+            let f = try Fixture(base: Base.abandoned, pages: 4)
+            let page = f.firstPage
+            f.view(page)[3] = 0x33
+            f.view(page + 1)[4] = 0x44
+            let abandoned = try #require(f.runtime.beginRelease())
+            #expect(f.mapping.access(ofPage: page) == .readOnly)
+            f.view(page + 1)[5] = 0x55  // dirty again after the collection
+            // Its proposal failed without an outcome (the member stopped, say): give it up.
+            f.runtime.abandonRelease(abandoned.id)
+            #expect(f.runtime.releasesInFlight == 0)
+            #expect(f.mapping.access(ofPage: page) == .readWrite, "the page is back in the dirty set")
+            #expect(f.view(page)[3] == 0x33 && f.view(page + 1)[4] == 0x44, "nothing the application wrote is lost")
+            let next = try #require(f.runtime.beginRelease())
+            let runs = try next.writes.map { try $0.diff.runs(pageSize: f.pageSize) }
+            #expect(next.writes.map(\.page) == [UInt64(page), UInt64(page + 1)])
+            #expect(runs == [[PageDiff.Run(offset: 3, bytes: [0x33])], [PageDiff.Run(offset: 4, bytes: [0x44, 0x55])]])
+            #expect(try f.publish(next).isApplied)
+            #expect(try f.replicaBytes(page)[3] == 0x33 && f.replicaBytes(page + 1)[5] == 0x55)
+            #expect(try f.machine.canonicalDigest() == f.replica.canonicalDigest())
+            #expect(f.runtime.counterValues.abandoned == 1)
         }
 
         /// Rule 1: a reader that loops over the pages of one entry never sees two entries at

@@ -128,6 +128,11 @@ int CGallocyRuntime_hold_end(size_t page, uint8_t previous, int hidden);
 /// pages' states are not touched: the caller holds them (APPLYING).
 int CGallocyRuntime_hold_protect_run(size_t first, size_t count, uint8_t state);
 
+/// Makes a held page writable and puts it in the dirty set (its twin must already hold what the
+/// next release diffs against); the caller then ends the hold with WRITABLE. Returns 0 or an
+/// errno (the page is then unchanged).
+int CGallocyRuntime_hold_make_dirty(size_t page);
+
 /// Wakes every thread parked in the handler (on a held or a requested page) to retry.
 void CGallocyRuntime_wake_parked(void);
 

@@ -366,8 +366,9 @@ public final class Member: Sendable {
             if case .rejected(let rejection) = applied.result { throw MemberError(Node.apiError(rejection)) }
         case .failure(let error):
             // Not applied under our eyes (the member stops, or caught up by snapshot): its
-            // outcome is unknown; its pages' contents are whatever the cluster committed.
-            runtime.finishRelease(release.id, accepted: true)
+            // outcome is unknown. Its pages go back into the dirty set, so that the next
+            // release publishes the bytes again: a retry loses nothing.
+            runtime.abandonRelease(release.id)
             throw MemberError(error)
         }
     }
