@@ -42,9 +42,11 @@ package final class RuntimeHeap: HeapImageWriter, @unchecked Sendable {
     /// for a benchmark that measures what hiding costs).
     package let hidesChanges: Bool
 
-    /// The pages held by the current change, with their state before and whether they are hidden.
-    private var held: [Int: (previous: UInt8, hidden: Int32)] = [:]
-    private var heldOrder: [Int] = []
+    /// The pages held by the current change, with their state before.
+    private var held: [Int: UInt8] = [:]
+    /// The runs of contiguous pages the current change hid, with their state before: each gets
+    /// its protection back with one mprotect at the end.
+    private var hiddenRuns: [(first: Int, count: Int, previous: UInt8)] = []
 
     private let book = Mutex(ReleaseBook())
     private let counters = Mutex(Counters())
@@ -77,19 +79,17 @@ package final class RuntimeHeap: HeapImageWriter, @unchecked Sendable {
         precondition(held.isEmpty, "a heap change began inside another")
         for page in pages where held[page] == nil {
             var ignored: Int32 = 0
-            let previous = CGallocyRuntime_hold_begin(page, 0, &ignored)
-            held[page] = (previous, 0)
-            heldOrder.append(page)
+            held[page] = CGallocyRuntime_hold_begin(page, 0, &ignored)
         }
         var hiddenCount = 0
         if hidesChanges {
-            // Readable pages are hidden in runs of contiguous pages: one mprotect a run.
-            forEachReadableRun { first, count, _ in
-                // Even a failed attempt may have hidden some pages of the run (page by page, out
-                // of memory mappings): every page of it gets its protection back at the end.
-                let result = CGallocyRuntime_hold_protect_run(first, count, PageAccess.none.rawValue)
-                for page in first..<first + count { held[page]?.hidden = 1 }
-                if result == 0 { hiddenCount += count }
+            // Readable pages are hidden in runs of contiguous pages: one mprotect a run. Even a
+            // failed attempt may have hidden some pages of the run (page by page, out of memory
+            // mappings): every run tried gets its protection back at the end.
+            hiddenRuns = readableRuns()
+            for run in hiddenRuns
+            where CGallocyRuntime_hold_protect_run(run.first, run.count, PageAccess.none.rawValue) == 0 {
+                hiddenCount += run.count
             }
         }
         counters.withLock {
@@ -99,33 +99,29 @@ package final class RuntimeHeap: HeapImageWriter, @unchecked Sendable {
         }
     }
 
-    /// Calls `body` with each run of contiguous held pages that were readable before (READ_ONLY
-    /// or WRITABLE, the same for the whole run), in ascending order.
-    private func forEachReadableRun(_ body: (_ first: Int, _ count: Int, _ previous: UInt8) -> Void) {
-        let readable = heldOrder.filter {
-            let previous = held[$0].unsafelyUnwrapped.previous
-            return previous == PageAccess.readOnly.rawValue || previous == PageAccess.readWrite.rawValue
-        }.sorted()
-        var index = 0
-        while index < readable.count {
-            let first = readable[index]
-            let previous = held[first].unsafelyUnwrapped.previous
-            var count = 1
-            while index + count < readable.count, readable[index + count] == first + count,
-                held[first + count].unsafelyUnwrapped.previous == previous
-            {
-                count += 1
+    /// The runs of contiguous held pages that were readable before (READ_ONLY or WRITABLE, the
+    /// same for the whole run), in ascending order.
+    private func readableRuns() -> [(first: Int, count: Int, previous: UInt8)] {
+        let readable = held.filter {
+            $0.value == PageAccess.readOnly.rawValue || $0.value == PageAccess.readWrite.rawValue
+        }.keys.sorted()
+        var runs: [(first: Int, count: Int, previous: UInt8)] = []
+        for page in readable {
+            let previous = held[page].unsafelyUnwrapped
+            if let last = runs.last, last.first + last.count == page, last.previous == previous {
+                runs[runs.count - 1].count += 1
+            } else {
+                runs.append((page, 1, previous))
             }
-            body(first, count, previous)
-            index += count
         }
+        return runs
     }
 
     package func commit(offset: Int, bytes: UnsafeRawBufferPointer) {
         let page = offset / pageSize
         let within = offset - page * pageSize
         precondition(within + bytes.count <= pageSize, "a commit crosses a page boundary")
-        guard let state = held[page] else { preconditionFailure("commit to page \(page), which the change does not hold") }
+        guard let previous = held[page] else { preconditionFailure("commit to page \(page), which the change does not hold") }
         let source = bytes.baseAddress.unsafelyUnwrapped
         let alias = mapping.aliasPage(page) + within
         book.withLock { book in
@@ -134,7 +130,7 @@ package final class RuntimeHeap: HeapImageWriter, @unchecked Sendable {
             // dirty page, else the newest in-flight release's copy (its bytes differ from the
             // page exactly where that release wrote). Bytes equal to it are not local.
             let base: UnsafeMutableRawPointer? =
-                state.previous == PageAccess.readWrite.rawValue
+                previous == PageAccess.readWrite.rawValue
                 ? mapping.twinPage(page) : records.last?.committed[page]
             if let base {
                 Self.commitToDirtyPage(alias: alias, twin: base + within, new: source, count: bytes.count)
@@ -151,19 +147,12 @@ package final class RuntimeHeap: HeapImageWriter, @unchecked Sendable {
         // Hidden runs get their protection back with one mprotect a run; a run that cannot
         // (out of memory mappings even after making room) leaves its pages NONE, which the
         // state must then say.
-        var failed = Set<Int>()
-        forEachReadableRun { first, count, previous in
-            guard held[first].unsafelyUnwrapped.hidden != 0 else { return }
-            if CGallocyRuntime_hold_protect_run(first, count, previous) != 0 {
-                for page in first..<first + count { failed.insert(page) }
-            }
+        for run in hiddenRuns where CGallocyRuntime_hold_protect_run(run.first, run.count, run.previous) != 0 {
+            for page in run.first..<run.first + run.count { held[page] = PageAccess.none.rawValue }
         }
-        for page in heldOrder {
-            let state = held[page].unsafelyUnwrapped
-            _ = CGallocyRuntime_hold_end(page, failed.contains(page) ? PageAccess.none.rawValue : state.previous, 0)
-        }
+        for (page, previous) in held { _ = CGallocyRuntime_hold_end(page, previous, 0) }
         held.removeAll(keepingCapacity: true)
-        heldOrder.removeAll(keepingCapacity: true)
+        hiddenRuns.removeAll(keepingCapacity: true)
         CGallocyRuntime_wake_parked()
     }
 
@@ -172,8 +161,8 @@ package final class RuntimeHeap: HeapImageWriter, @unchecked Sendable {
         var previous: UInt8
         var ownHold = false
         var hidden: Int32 = 0
-        if let state = held[page] {
-            previous = state.previous
+        if let heldPrevious = held[page] {
+            previous = heldPrevious
         } else {
             previous = CGallocyRuntime_hold_begin(page, 0, &hidden)
             ownHold = true

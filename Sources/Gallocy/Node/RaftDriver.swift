@@ -597,7 +597,7 @@ package final class RaftDriver: @unchecked Sendable {
             if node.role == .leader && machine.settings == nil { maybeProposeBootstrap(now: clock.now) }
         }
         answerReads()
-        answerBarriers()
+        answerWaiters()
         maybeSnapshot()
     }
 
@@ -639,8 +639,13 @@ package final class RaftDriver: @unchecked Sendable {
         lockWaiters = waiting
     }
 
-    private func answerBarriers() {
+    /// Answers the lock and barrier waiters whose condition now holds on this member.
+    private func answerWaiters() {
         answerLocks(now: clock.now)
+        answerBarriers()
+    }
+
+    private func answerBarriers() {
         guard !barrierWaiters.isEmpty else { return }
         var waiting: [BarrierWaiter] = []
         for waiter in barrierWaiters {
