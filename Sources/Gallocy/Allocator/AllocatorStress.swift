@@ -67,7 +67,15 @@ package enum AllocatorStress {
         let startA = state.progress(0)
         let startB = state.progress(1)
         let resumed = startA > 0 || startB > 0
-        if resumed { logger.notice("alloc-stress resumes: phase A done through round \(startA), B through \(startB)") }
+        if resumed {
+            note("resumes: phase A done through round \(startA), phase B through round \(startB)")
+            // The previous process may have published phase B's progress and died before it
+            // arrived at the barrier that closes that phase; the others wait there for it.
+            // Arriving again is harmless (a bit per member).
+            if startB > 0 {
+                try await state.barrier(member, phase: 1, round: Int(startB) - 1, participants: options.participants)
+            }
+        }
 
         var round = Int(startB)
         while round < options.rounds {
