@@ -7,7 +7,7 @@ extension PageTable {
         case settingsInsert
         case freeRangeInsert, freeRangeDelete, freeRangeFirstFit, freeRangeBefore, freeRangeSize
         case allocationInsert, allocationSize, allocationDelete, allocationAtOrBefore
-        case pageMarkAllocated, pagesUnmark, pageBlocks, pagesDeleteZero, pageRecordWrite
+        case pageMarkAllocated, pagesUnmark, pageBlocks, pagesDeleteZero, pageRecordWrite, pageRecordWrites, pageAllocatedCount
         case lockSelect, lockUpsert, lockRelease
         case barrierSelect, barrierUpsert, barrierArrivalSelect, barrierArrivalInsert, barrierArrivalsDelete
         case rootDelete, rootUpsert
@@ -73,6 +73,14 @@ extension PageTable {
                     DELETE FROM pages WHERE company = ? AND page BETWEEN ? AND ?
                     AND blocks = 0 AND lease_holder IS NULL AND lease_epoch = 0
                     """
+            case .pageRecordWrites:
+                // The writes a batch gathered for one page (checked allocated when they applied).
+                return """
+                    UPDATE pages SET last_writer = ?, last_write_index = ?, write_count = write_count + ?
+                    WHERE company = ? AND page = ?
+                    """
+            case .pageAllocatedCount:
+                return "SELECT count(*) FROM pages WHERE company = ? AND page BETWEEN ? AND ? AND state = 'allocated'"
             case .pageRecordWrite:
                 return """
                     UPDATE pages SET last_writer = ?, last_write_index = ?, write_count = write_count + 1

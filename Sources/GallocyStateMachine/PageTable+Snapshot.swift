@@ -10,6 +10,7 @@ extension PageTable {
     /// `table <name> (<columns>)` followed by one line per row, its values separated by tabs
     /// (integers in decimal, text single-quoted, blobs as `x'..'`, `NULL`).
     package func canonicalDump() throws(StateMachineError) -> String {
+        try writeDeferredRows()
         var dump = "gallocy page table, schema \(Self.schemaVersion)\n"
         for table in Self.tables {
             // Table and key names come from the fixed list above, never from input.
@@ -39,7 +40,7 @@ extension PageTable {
     /// members with `digest()`, not with snapshot bytes.
     package func snapshot() throws(StateMachineError) -> [UInt8] {
         if database.isInTransaction {
-            throw StateMachineError(.invalidArgument, "cannot snapshot the page table inside a transaction")
+            throw StateMachineError(.invalidArgument, "cannot snapshot the page table inside a transaction or batch")
         }
         let image = try database.serialize()
         var writer = ByteWriter(capacity: image.count + 24)

@@ -16,6 +16,68 @@ extension PageTable {
             }
         }
         let pageCount = settings.pageCount
+        if defersPageWrites {
+            // In a batch: check now, record later (`writePendingPageWrites`), once per page.
+            if let rejection = try checkAllocated(pages, company: company, pageCount: pageCount) { return rejection }
+            for write in pages {
+                stagedPageWrites.append((company: company, page: write.page, writer: member, index: index))
+            }
+        } else if let rejection = try recordWrites(pages, member: member, company: company, pageCount: pageCount, index: index) {
+            return rejection
+        }
+        if let name = releaseLock {
+            try run(
+                .lockRelease, .integer(Int64(company)), .text(name))
+        }
+        return .written(pages: pages.count, releasedLock: releaseLock != nil)
+    }
+
+    /// The runs of consecutive pages of a write: (first, last) page.
+    private static func runs(_ pages: [PageWrite]) -> [(first: UInt64, last: UInt64)] {
+        var runs: [(first: UInt64, last: UInt64)] = []
+        for write in pages {
+            if let last = runs.last?.last, last < UInt64.max, write.page == last + 1 {
+                runs[runs.count - 1].last = write.page
+            } else {
+                runs.append((write.page, write.page))
+            }
+        }
+        return runs
+    }
+
+    /// Checks that every page of a write is allocated, without changing anything: pages found
+    /// allocated earlier in the batch need no query.
+    private func checkAllocated(_ pages: [PageWrite], company: Company, pageCount: UInt64) throws(StateMachineError)
+        -> ApplyResult?
+    {
+        for run in Self.runs(pages) {
+            guard run.last < pageCount else {
+                return .rejected(Rejection(.outsideAllocation, "page \(run.last) is outside the heap of \(pageCount) pages"))
+            }
+            if (run.first...run.last).allSatisfy({ allocatedPages.contains(PageKey(company: company, page: $0)) }) { continue }
+            let count = try statement(.pageAllocatedCount)
+            try count.bind(Int64(company), at: 1)
+            try count.bind(run.first, at: 2)
+            try count.bind(run.last, at: 3)
+            _ = try count.step()
+            let allocated = UInt64(count.int64(at: 0))
+            count.reset()
+            guard allocated == run.last - run.first + 1 else {
+                let rows = try self.pages(company: company, from: run.first, count: run.last - run.first + 1)
+                let missing = rows.first { $0.state != .allocated }?.page ?? run.first
+                return .rejected(Rejection(.outsideAllocation, "page \(missing) is not allocated"))
+            }
+            if allocatedPages.count > 1 << 16 { allocatedPages.removeAll(keepingCapacity: true) }
+            for page in run.first...run.last { allocatedPages.insert(PageKey(company: company, page: page)) }
+        }
+        return nil
+    }
+
+    /// Records a write on each of its pages (one range update per run), checking that every page
+    /// is allocated; a rejection may leave earlier runs updated (`apply` rolls it back).
+    private func recordWrites(
+        _ pages: [PageWrite], member: UInt64, company: Company, pageCount: UInt64, index: UInt64
+    ) throws(StateMachineError) -> ApplyResult? {
         let record = try statement(.pageRecordWrite)
         defer { record.reset() }
         try record.bind(member, at: 1)
@@ -46,11 +108,7 @@ extension PageTable {
             }
             runStart = runEnd
         }
-        if let name = releaseLock {
-            try run(
-                .lockRelease, .integer(Int64(company)), .text(name))
-        }
-        return .written(pages: pages.count, releasedLock: releaseLock != nil)
+        return nil
     }
 
     /// An atomic: the page table only checks the word's address; the heap image holds the value.

@@ -13,9 +13,12 @@ package final class SQLiteDatabase {
     /// The connection handle, closed (`sqlite3_close_v2`) when this object goes away.
     package let handle: OpaquePointer
     var statementCache: [String: SQLiteStatement] = [:]
-    /// BEGIN, COMMIT and ROLLBACK, compiled on first use: every applied entry runs two of them.
-    /// They do not depend on the schema, so they survive `deserialize`.
-    private var transactionStatements: [SQLiteStatement?] = [nil, nil, nil]
+    /// BEGIN, COMMIT, ROLLBACK and the savepoint statements of a nested transaction, compiled
+    /// on first use: every applied entry runs two of them. They do not depend on the schema, so
+    /// they survive `deserialize`.
+    private var transactionStatements: [SQLiteStatement?] = Array(repeating: nil, count: 6)
+    /// How many transactions are open: 1 for a plain one, more when savepoints nest inside it.
+    private var depth = 0
 
     /// Opens a database (`sqlite3_open_v2`): `:memory:` by default, a private in-memory database.
     package init(path: String = ":memory:") throws(StateMachineError) {
@@ -132,14 +135,35 @@ package final class SQLiteDatabase {
 
     // MARK: Transactions
 
-    /// `BEGIN`: opens a transaction. Prefer `transaction(_:)`.
-    package func begin() throws(StateMachineError) { try run(try transactionStatement(0, "BEGIN"), []) }
-    /// `COMMIT`.
-    package func commit() throws(StateMachineError) { try run(try transactionStatement(1, "COMMIT"), []) }
-    /// `ROLLBACK`; does nothing when no transaction is open (SQLite may already have rolled back
-    /// after an error such as SQLITE_FULL).
+    /// `BEGIN`: opens a transaction; inside one, a nested savepoint instead, so that a caller
+    /// that groups several transactions into one (the page table's batches) can still undo the
+    /// inner one alone. Prefer `transaction(_:)`.
+    package func begin() throws(StateMachineError) {
+        try run(try transactionStatement(depth == 0 ? 0 : 3, depth == 0 ? "BEGIN" : "SAVEPOINT nested"), [])
+        depth += 1
+    }
+    /// `COMMIT`, or the release of the innermost savepoint.
+    package func commit() throws(StateMachineError) {
+        guard depth > 0 else { throw StateMachineError(.sqlite, "COMMIT without a transaction", sqliteCode: SQLITE_MISUSE) }
+        try run(try transactionStatement(depth == 1 ? 1 : 4, depth == 1 ? "COMMIT" : "RELEASE nested"), [])
+        depth -= 1
+    }
+    /// `ROLLBACK` (or, nested, back to and out of the innermost savepoint); does nothing when no
+    /// transaction is open (SQLite may already have rolled back after an error such as
+    /// SQLITE_FULL, which also ends every savepoint).
     package func rollback() throws(StateMachineError) {
-        if isInTransaction { try run(try transactionStatement(2, "ROLLBACK"), []) }
+        guard isInTransaction else {
+            depth = 0
+            return
+        }
+        if depth > 1 {
+            try run(try transactionStatement(5, "ROLLBACK TO nested"), [])
+            try run(try transactionStatement(4, "RELEASE nested"), [])
+            depth -= 1
+        } else {
+            try run(try transactionStatement(2, "ROLLBACK"), [])
+            depth = 0
+        }
     }
 
     private func transactionStatement(_ slot: Int, _ sql: String) throws(StateMachineError) -> SQLiteStatement {

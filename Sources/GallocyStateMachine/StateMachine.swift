@@ -97,6 +97,15 @@ package final class StateMachine {
         return AppliedEntry(index: entry.index, term: entry.term, command: command, result: result)
     }
 
+    /// Opens a batch of entries: the page table applies them in one SQLite transaction (see
+    /// `PageTable.beginBatch()`); each entry still applies, or is rejected, on its own, and the
+    /// heap changes entry by entry as without a batch. `endBatch()` closes it; a restore ends it.
+    package func beginBatch() throws(StateMachineError) { try pageTable.beginBatch() }
+
+    /// Closes the batch that `beginBatch()` opened. If the page table cannot commit it, it throws
+    /// and the page table is behind the heap: the state machine must not be used further.
+    package func endBatch() throws(StateMachineError) { try pageTable.endBatch() }
+
     /// Applies one committed command at log `index` (what `apply(_:)` does with a normal entry
     /// once decoded; for tests and tools that hold commands rather than entries).
     package func apply(_ command: Command, index: UInt64) throws(StateMachineError) -> ApplyResult {

@@ -92,6 +92,34 @@ import Testing
         #expect(try db.rows("SELECT k FROM t", []) { $0.int64(at: 0) } == [2])
     }
 
+    @Test func aNestedTransactionIsUndoneAloneInsideTheOuterOne() throws {
+        let db = try SQLiteDatabase()
+        try db.exec("CREATE TABLE t (v INTEGER)")
+        try db.begin()
+        try db.run("INSERT INTO t VALUES (1)")
+        try db.begin()
+        try db.run("INSERT INTO t VALUES (2)")
+        try db.rollback()  // only the inner one
+        #expect(db.isInTransaction)
+        try db.begin()
+        try db.run("INSERT INTO t VALUES (3)")
+        try db.commit()  // releases the inner one into the outer
+        #expect(db.isInTransaction)
+        try db.commit()
+        #expect(!db.isInTransaction)
+        let values = try db.rows("SELECT v FROM t ORDER BY v", []) { $0.int64(at: 0) }
+        #expect(values == [1, 3])
+        // An outer rollback undoes what the inner ones committed into it.
+        try db.begin()
+        try db.begin()
+        try db.run("INSERT INTO t VALUES (4)")
+        try db.commit()
+        try db.rollback()
+        #expect(!db.isInTransaction)
+        #expect(try db.rows("SELECT count(*) FROM t", []) { $0.int64(at: 0) } == [2])
+        #expect(throws: StateMachineError.self) { try db.commit() }
+    }
+
     @Test func serializeAndDeserializeKeepTheRows() throws {
         let db = try SQLiteDatabase()
         try db.exec("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT); INSERT INTO t VALUES (1, 'one'), (2, 'two');")

@@ -127,10 +127,21 @@ package struct LogReplay {
             self.bytesRead += bytes
             self.index = machine.appliedIndex
         }
+        // Entries are applied in page-table batches of `batchEntries` (one SQLite transaction
+        // each, as the engine does per Raft Ready); the state reads the same in between.
+        let batchEntries = 1024
+        var inBatch = 0
+        defer { try? machine.endBatch() }
         try directory.forEachEntry(from: index + 1, through: target) { (entry, size) throws(LogToolError) in
             let result: StateMachine.AppliedEntry
             do throws(StateMachineError) {
+                if inBatch == 0 { try machine.beginBatch() }
                 result = try machine.apply(entry)
+                inBatch += 1
+                if inBatch == batchEntries {
+                    try machine.endBatch()
+                    inBatch = 0
+                }
             } catch {
                 throw LogToolError(error, while: "applying entry \(entry.index)")
             }
@@ -147,6 +158,11 @@ package struct LogReplay {
             bytes += size
             if let progress, applied & 4095 == 0 { progress(applied, total) }
             if let observe { try observe(entry, result, size) }
+        }
+        do throws(StateMachineError) {
+            try machine.endBatch()
+        } catch {
+            throw LogToolError(error, while: "committing the page table's last batch")
         }
         progress?(applied, total)
     }

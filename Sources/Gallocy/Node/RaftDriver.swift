@@ -102,6 +102,8 @@ package final class RaftDriver: @unchecked Sendable {
     // Driver-thread state.
     private(set) var stopped = false
     private var session: UInt64
+    /// Whether the page table's batch of this Ready cycle is open (`openBatch()`).
+    private var batchOpen = false
     private var nextSequence: UInt64 = 1
     private var proposals: [UInt64: ProposalWaiter] = [:]
     private var nextReadContext: UInt64 = 1
@@ -499,6 +501,9 @@ package final class RaftDriver: @unchecked Sendable {
     // MARK: - The Ready cycle
 
     private func processReady() {
+        // Every entry this call applies shares one page-table transaction (closed before a
+        // snapshot is installed, and before anything is answered or snapshotted below).
+        defer { closeBatch() }
         while !stopped && node.hasReady {
             let rd = node.ready()
             if let soft = rd.softState {
@@ -542,6 +547,7 @@ package final class RaftDriver: @unchecked Sendable {
             }
             do {
                 if let snapshot = rd.snapshot, !snapshot.isEmpty {
+                    closeBatch()
                     try install(snapshot, hardState: rd.hardState)
                 }
                 // The latest membership in the log (the core activates changes on append), for
@@ -596,9 +602,32 @@ package final class RaftDriver: @unchecked Sendable {
             // Proposed after the Ready is acknowledged, not in the middle of it.
             if node.role == .leader && machine.settings == nil { maybeProposeBootstrap(now: clock.now) }
         }
+        closeBatch()
         answerReads()
         answerWaiters()
         maybeSnapshot()
+    }
+
+    /// Opens the page table's batch for the entries of this Ready cycle (`StateMachine.beginBatch`).
+    private func openBatch() {
+        guard !batchOpen, !stopped else { return }
+        do {
+            try machine.beginBatch()
+            batchOpen = true
+        } catch {
+            fail(NodeError(.stateMachine, "opening a page-table batch failed: \(error)"))
+        }
+    }
+
+    /// Commits the batch, if one is open. A failure leaves the page table behind the heap: stop.
+    private func closeBatch() {
+        guard batchOpen else { return }
+        batchOpen = false
+        do {
+            try machine.endBatch()
+        } catch {
+            fail(NodeError(.stateMachine, "committing the page table's batch failed: \(error)"))
+        }
     }
 
     // MARK: - Barriers
@@ -707,6 +736,8 @@ package final class RaftDriver: @unchecked Sendable {
 
     private func apply(_ entry: Entry) {
         guard entry.index > machine.appliedIndex else { return }
+        openBatch()
+        if stopped { return }
         if entry.kind == .confChange { applyConfChange(entry) }
         let applied: StateMachine.AppliedEntry
         do {
