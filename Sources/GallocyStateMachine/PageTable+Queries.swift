@@ -8,9 +8,7 @@ extension PageTable {
     /// company's bootstrap.
     package func pages(company: Company = 0, from: UInt64, count: UInt64) throws(StateMachineError) -> [PageRow] {
         guard let settings = settings(company: company), from < settings.pageCount else { return [] }
-        // A batch's write records first (not from inside a command: its savepoint could roll
-        // them back; what a command reads here, the page states, is never deferred).
-        if !applying { try writeDeferredRows() }
+        try prepareForReading()
         let end = from + min(count, settings.pageCount - from)
         guard end > from else { return [] }
         let pageSize = UInt64(settings.pageSize)
@@ -180,7 +178,7 @@ extension PageTable {
     /// Runs a read-only SQL query against the page table (`gallocy log replay --sql`); anything
     /// that would change it is refused with `.notReadOnly`, bad SQL with `.badQuery`.
     package func query(_ sql: String, maxRows: Int = .max) throws(StateMachineError) -> QueryResult {
-        try writeDeferredRows()
+        try prepareForReading()
         return try database.readOnlyQuery(sql, maxRows: maxRows)
     }
 }

@@ -10,7 +10,7 @@ extension PageTable {
     /// `table <name> (<columns>)` followed by one line per row, its values separated by tabs
     /// (integers in decimal, text single-quoted, blobs as `x'..'`, `NULL`).
     package func canonicalDump() throws(StateMachineError) -> String {
-        try writeDeferredRows()
+        try prepareForReading()
         var dump = "gallocy page table, schema \(Self.schemaVersion)\n"
         for table in Self.tables {
             // Table and key names come from the fixed list above, never from input.
@@ -39,6 +39,7 @@ extension PageTable {
     /// trailer. The image is not canonical (SQLite's page layout depends on history): compare
     /// members with `digest()`, not with snapshot bytes.
     package func snapshot() throws(StateMachineError) -> [UInt8] {
+        try prepareForReading()
         if database.isInTransaction {
             throw StateMachineError(.invalidArgument, "cannot snapshot the page table inside a transaction or batch")
         }

@@ -17,7 +17,7 @@ extension PageTable {
         }
         let pageCount = settings.pageCount
         if defersPageWrites {
-            // In a batch: check now, record later (`writePendingPageWrites`), once per page.
+            // In a batch: check now, record later (`pendingPageWrites`), once per page.
             if let rejection = try checkAllocated(pages, company: company, pageCount: pageCount) { return rejection }
             for write in pages {
                 stagedPageWrites.append((company: company, page: write.page, writer: member, index: index))

@@ -30,12 +30,16 @@ package final class PageTable {
     private var batchOpen = false
     private var pendingSessions: [SessionKey: SessionRecord] = [:]
     private var pendingProgress: [Company: UInt64] = [:]
-    /// In a batch, the writes' per-page records (last writer, its index, how many writes) are
-    /// gathered here and written once per page (`writeDeferredRows()`): the command being applied
-    /// stages them, and they join `pendingPageWrites` only if it applies; they are written out
-    /// before any command that could change a page's state (an allocation, a free, a lease).
+    /// The per-page records of batched writes (last writer, its index, how many writes), kept
+    /// here, across batches, and written once per page when something needs the rows: a command
+    /// that could change a page's state (an allocation, a free, a lease) or apply outside a
+    /// batch, or a reader (`pages`, `canonicalDump`, `query`, `snapshot`; see
+    /// `prepareForReading()`). The command being applied stages them; they join
+    /// `pendingPageWrites` only if it applies. Programs that write the same pages over and over
+    /// (the usual case) thus update each page's row once in a long while instead of per write.
     /// `allocatedPages` holds pages a batched write found allocated, so that the next write to
-    /// them needs no query; it is forgotten at any such command too (and when it grows large).
+    /// them needs no query; it is forgotten at any command that could change a page's state (and
+    /// when it grows large).
     var stagedPageWrites: [(company: Company, page: UInt64, writer: UInt64, index: UInt64)] = []
     private var pendingPageWrites: [PageKey: PendingPageWrite] = [:]
     var allocatedPages: Set<PageKey> = []
@@ -106,17 +110,16 @@ package final class PageTable {
         guard index <= UInt64(Int64.max) else {
             throw StateMachineError(.invalidArgument, "log index \(index) is beyond what the page table stores")
         }
-        if batchOpen {
-            switch command.body {
-            case .write, .noop, .atomic, .lockAcquire, .lockRelease, .lockExpire, .barrierArrive, .barrierArriveAt, .setRoot:
-                break
-            default:
-                // It may change which pages are allocated, or read the page rows: the records the
-                // batch gathered go in first (outside this command's savepoint, which a
-                // rejection rolls back).
-                try writePendingPageWrites()
-                allocatedPages.removeAll(keepingCapacity: true)
-            }
+        switch command.body {
+        case .write where batchOpen, .noop, .atomic, .lockAcquire, .lockRelease, .lockExpire, .barrierArrive,
+            .barrierArriveAt, .setRoot:
+            break
+        default:
+            // It may change which pages are allocated, or read or update the page rows: the
+            // deferred records go in first (outside this command's savepoint, which a rejection
+            // rolls back).
+            try writePendingPageWritesNow()
+            allocatedPages.removeAll(keepingCapacity: true)
         }
         try database.begin()
         applying = true
@@ -146,10 +149,11 @@ package final class PageTable {
 
     /// Opens a batch: the commands applied until `endBatch()` share one SQLite transaction, each
     /// in a savepoint of its own (a rejected or failed command is still undone alone), and their
-    /// session and progress rows are written once at the end. The tables read the same inside
-    /// and after a batch as without one; `canonicalDump()`, `digest()`, `snapshot()`,
-    /// `session(company:id:)` and `query(_:)` see the batch's rows. The engine opens one per
-    /// Raft Ready: the per-entry cost of a transaction and of two upserts is what it saves
+    /// session and progress rows are written once at the end (the writes' page records even
+    /// later: see `pendingPageWrites`). The tables read the same inside and after a batch as
+    /// without one: `pages`, `canonicalDump()`, `digest()`, `snapshot()`, `session(company:id:)`
+    /// and `query(_:)` write what was deferred first. The engine opens one per Raft Ready: the
+    /// per-entry cost of a transaction, two upserts and a page-row update is what it saves
     /// (`gallocy bench page-table`).
     package func beginBatch() throws(StateMachineError) {
         guard !batchOpen else { return }
@@ -164,7 +168,7 @@ package final class PageTable {
     package func endBatch() throws(StateMachineError) {
         guard batchOpen else { return }
         do {
-            try writeDeferredRows()
+            try writeDeferredSessionRows()
             try database.commit()
             batchOpen = false
         } catch {
@@ -175,7 +179,8 @@ package final class PageTable {
         }
     }
 
-    /// Drops the batch and what it deferred (its transaction is rolled back or replaced).
+    /// Drops the batch and everything deferred (the batch's transaction is rolled back, or the
+    /// database replaced; after a failed batch the page table must not be used further).
     private func forgetBatch() {
         batchOpen = false
         pendingSessions = [:]
@@ -185,11 +190,31 @@ package final class PageTable {
         allocatedPages = []
     }
 
-    /// Writes the session and progress rows a batch deferred, inside it (for readers of whole
-    /// tables in the middle of a batch, and at its end).
-    func writeDeferredRows() throws(StateMachineError) {
+    /// Writes everything deferred, for a reader of the tables (not from inside a command, whose
+    /// savepoint could roll it back; what a command reads, the page states, is never deferred).
+    func prepareForReading() throws(StateMachineError) {
+        guard !applying else { return }
+        try writeDeferredSessionRows()
+        try writePendingPageWritesNow()
+    }
+
+    /// Writes the deferred page records: inside the open batch, or in a transaction of their own.
+    private func writePendingPageWritesNow() throws(StateMachineError) {
+        guard !pendingPageWrites.isEmpty else { return }
+        if batchOpen { return try writePendingPageWrites() }
+        try database.begin()
+        do {
+            try writePendingPageWrites()
+            try database.commit()
+        } catch {
+            try? database.rollback()
+            throw error
+        }
+    }
+
+    /// Writes the session and progress rows the open batch deferred, inside it.
+    private func writeDeferredSessionRows() throws(StateMachineError) {
         guard batchOpen, !applying else { return }
-        try writePendingPageWrites()
         for (key, record) in pendingSessions.sorted(by: { ($0.key.company, $0.key.session) < ($1.key.company, $1.key.session) }) {
             try run(
                 .sessionUpsert, .integer(Int64(key.company)), .unsigned(key.session), .unsigned(record.lastSequence),
@@ -202,9 +227,8 @@ package final class PageTable {
         pendingProgress = [:]
     }
 
-    /// Writes the per-page records the batch gathered, one UPDATE per page, and forgets which
-    /// pages were found allocated.
-    func writePendingPageWrites() throws(StateMachineError) {
+    /// Writes the deferred per-page records, one UPDATE per page, in the open transaction.
+    private func writePendingPageWrites() throws(StateMachineError) {
         guard !pendingPageWrites.isEmpty else { return }
         let update = try statement(.pageRecordWrites)
         defer { update.reset() }

@@ -70,4 +70,52 @@ import Testing
         try replica.table.endBatch()
         _ = try replica.table.snapshot()
     }
+
+    /// The write records are kept across batches (a page written in every batch gets its row
+    /// updated once in a while, not per write); an unbatched write, an allocation, a snapshot
+    /// or a reader writes them out first.
+    @Test func recordsKeptAcrossBatchesReachTheRowsBeforeAnythingNeedsThem() throws {
+        let single = try Replica()
+        let batched = try Replica()
+        var page: UInt64 = 0
+        for replica in [single, batched] {
+            let block = try replica.allocate(100)
+            page = (block - testSettings.heapBase) / 4096
+        }
+        func write(_ replica: Replica, _ member: UInt64) throws {
+            #expect(try replica.apply(.write(member: member, pages: [pageWrite(page)], releaseLock: nil, releaseEpoch: 0)) == .written(pages: 1, releasedLock: false))
+        }
+        for member in [2, 3] as [UInt64] {
+            try write(single, member)
+            try batched.table.beginBatch()
+            try write(batched, member)
+            try batched.table.endBatch()
+        }
+        // Outside a batch: the records of both batches go in before this one's own update.
+        try write(single, 1)
+        try write(batched, 1)
+        #expect(try batched.table.pages(from: page, count: 1).first?.lastWriter == 1)
+        #expect(try batched.table.canonicalDump() == single.table.canonicalDump())
+        try batched.table.beginBatch()
+        try write(batched, 2)
+        try batched.table.endBatch()
+        try write(single, 2)
+        // An allocation in a batch writes them out too (outside its savepoint).
+        try batched.table.beginBatch()
+        try write(batched, 3)
+        _ = try batched.allocate(64)
+        try batched.table.endBatch()
+        try write(single, 3)
+        _ = try single.allocate(64)
+        try batched.table.beginBatch()
+        try write(batched, 1)
+        try batched.table.endBatch()
+        try write(single, 1)
+        // A snapshot carries them.
+        let restored = try PageTable(snapshot: try batched.table.snapshot())
+        let row = try #require(try restored.pages(from: page, count: 1).first)
+        #expect(row.writeCount == 6 && row.lastWriter == 1)
+        #expect(try restored.canonicalDump() == single.table.canonicalDump())
+        #expect(try batched.table.canonicalDump() == single.table.canonicalDump())
+    }
 }
