@@ -110,9 +110,9 @@ public enum CommandBody: Sendable, Hashable {
     /// to whole pages (no page holds memory of both modes); its pages carry leases.
     case allocIn(size: UInt64, member: UInt64, mode: AllocationMode)
     /// `member` asks for page `page` of sequential memory: for writing (the write lease) or for
-    /// reading. `now` is the proposer's wall clock (milliseconds); a lease granted by this entry
-    /// lasts until `now + ttlMillis`, and one granted later (a handoff) until the handoff's `now`
-    /// plus the same ttl.
+    /// reading. `now` is the wall clock in milliseconds (the leader's: it stamps requests forwarded
+    /// to it); a lease granted by this entry lasts until `now + ttlMillis`, and one granted later
+    /// (a handoff) until the handoff's `now` plus the same ttl.
     case leaseRequest(page: UInt64, member: UInt64, write: Bool, ttlMillis: UInt64, now: UInt64)
     /// The holder of the lease of `page` granted at log index `grant` gives it back, publishing
     /// `diff` (its writes to the page during the lease; may be empty) in the same entry; the lease

@@ -218,8 +218,11 @@ package final class RaftDriver: @unchecked Sendable {
             }
             for (k, event) in events.enumerated() {
                 switch event {
-                case .message(let message):
-                    if message.type == .propose { proposeForwardedConfChanges(message) }
+                case .message(var message):
+                    if message.type == .propose {
+                        proposeForwardedConfChanges(message)
+                        stampLeaderTime(&message)
+                    }
                     node.step(message)
                 case .task(let body): body(self)
                 }
@@ -489,13 +492,54 @@ package final class RaftDriver: @unchecked Sendable {
         }
     }
 
-    /// Milliseconds since the Unix epoch. Lease times are this member's wall clock when it
-    /// proposes an acquire, and the leader's when it expires leases: members' clocks are assumed
-    /// to agree to well within a lease's ttl (NTP).
+    /// Milliseconds since the Unix epoch (plus `GALLOCY_CLOCK_OFFSET_MS`, a testing knob that
+    /// simulates a member whose clock is off). Lease times are the leader's: it expires leases by
+    /// this clock, and it stamps the time of every acquire and lease request forwarded to it
+    /// (`stampLeaderTime`); only a member's own proposals made while it leads carry its clock
+    /// from the moment it proposed them. So members' clocks matter only across a change of
+    /// leader, where they are assumed to agree to well within a lease's ttl (NTP).
     static func wallClockMillis() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
-        return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
+        let millis = Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000 + clockOffsetMillis
+        return UInt64(max(0, millis))
+    }
+
+    private static let clockOffsetMillis: Int64 = {
+        guard let text = ProcessInfo.processInfo.environment["GALLOCY_CLOCK_OFFSET_MS"] else { return 0 }
+        return Int64(text) ?? 0
+    }()
+
+    /// On the leader: the commands in a proposal forwarded by another member whose meaning
+    /// depends on the time (lock acquires, page-lease requests and releases) get this leader's
+    /// clock in place of the proposer's, so that a grant is decided and timed by the same clock
+    /// that later expires it. The entry is still what every member applies; nothing reads a
+    /// clock when applying.
+    private func stampLeaderTime(_ message: inout Message) {
+        guard node.role == .leader else { return }
+        var now: UInt64?
+        for i in message.entries.indices where message.entries[i].kind == .normal {
+            let data = message.entries[i].data
+            // The tag is byte 1 (docs/formats.md): decode only the few commands that carry a time.
+            guard data.count > 2, data[0] == CommandCodec.version,
+                data[1] == CommandCodec.Tag.lockAcquire.rawValue || data[1] == CommandCodec.Tag.leaseRequest.rawValue
+                    || data[1] == CommandCodec.Tag.leaseRelease.rawValue,
+                var command = try? CommandCodec.decode(data)
+            else { continue }
+            let time = now ?? Self.wallClockMillis()
+            now = time
+            switch command.body {
+            case .lockAcquire(let name, let member, let ttlMillis, _):
+                command.body = .lockAcquire(name: name, member: member, ttlMillis: ttlMillis, now: time)
+            case .leaseRequest(let page, let member, let write, let ttlMillis, _):
+                command.body = .leaseRequest(page: page, member: member, write: write, ttlMillis: ttlMillis, now: time)
+            case .leaseRelease(let page, let member, let grant, let diff, _):
+                command.body = .leaseRelease(page: page, member: member, grant: grant, diff: diff, now: time)
+            default:
+                continue
+            }
+            message.entries[i].data = CommandCodec.encode(command)
+        }
     }
 
     // MARK: - The Ready cycle

@@ -29,6 +29,8 @@ final class Cluster: Sendable {
         /// which takes the same flags.
         var command = ["node"]
         var environment: [String: String] = [:]
+        /// More environment for single members (by id), on top of `environment`.
+        var memberEnvironment: [Int: [String: String]] = [:]
         /// The `gallocy` executable; nil finds it with `Cluster.gallocyExecutable()`.
         var executable: String?
         /// Keep the temporary directory after the test (also set by GALLOCY_KEEP_TEST_DIRS=1).
@@ -216,7 +218,8 @@ final class Cluster: Sendable {
             "=== test harness: start #\(count) of member \(id) at monotonic \(MonotonicClock.nanoseconds() / 1_000_000) ms ===\n"
         for path in [member.standardOutputPath, member.standardErrorPath] { Self.append(marker, to: path) }
         let process = try ChildProcess.spawn(
-            executable: executable, arguments: member.arguments, environment: options.environment,
+            executable: executable, arguments: member.arguments,
+            environment: options.environment.merging(options.memberEnvironment[id] ?? [:]) { $1 },
             standardOutput: member.standardOutputPath, standardError: member.standardErrorPath)
         state.withLock { state in
             state.processes[id] = process
