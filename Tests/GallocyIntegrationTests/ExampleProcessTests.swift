@@ -124,8 +124,10 @@ struct DemoCommandTests {
             out = (try? String(contentsOfFile: directory + "/demo.out", encoding: .utf8)) ?? ""
             return out.contains("Raft leader")
         }
+        // Three members started; on a slow machine the demo may already have killed and
+        // restarted one (a fourth pid): every pid it printed must be gone after Ctrl-C.
         let pids = Self.memberPids(in: out)
-        #expect(pids.count == 3, "\(out)")
+        #expect(pids.count >= 3, "\(out)")
         demo.send(SIGINT)
         let status = demo.wait(timeout: .seconds(30))
         #expect(status == .exited(130), "\(String(describing: status))")
