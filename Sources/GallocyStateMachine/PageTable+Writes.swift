@@ -16,7 +16,7 @@ extension PageTable {
             }
         }
         let pageCount = settings.pageCount
-        if defersPageWrites {
+        if batchOpen {
             // In a batch: check now, record later (`pendingPageWrites`), once per page.
             if let rejection = try checkAllocated(pages, company: company, pageCount: pageCount) { return rejection }
             for write in pages {

@@ -56,8 +56,6 @@ package final class PageTable {
         var count: Int64
     }
 
-    /// Whether writes are being deferred (a batch is open).
-    var defersPageWrites: Bool { batchOpen }
     /// Whether a command is being applied (inside its savepoint).
     private(set) var applying = false
     /// The lease effects of the command being applied (see `LeaseEffect`); the state machine

@@ -16,7 +16,22 @@ package final class SQLiteDatabase {
     /// BEGIN, COMMIT, ROLLBACK and the savepoint statements of a nested transaction, compiled
     /// on first use: every applied entry runs two of them. They do not depend on the schema, so
     /// they survive `deserialize`.
-    private var transactionStatements: [SQLiteStatement?] = Array(repeating: nil, count: 6)
+    private var transactionStatements: [SQLiteStatement?] = Array(repeating: nil, count: TransactionSQL.allCases.count)
+
+    private enum TransactionSQL: Int, CaseIterable {
+        case begin, commit, rollback, savepoint, release, rollbackToSavepoint
+
+        var text: String {
+            switch self {
+            case .begin: "BEGIN"
+            case .commit: "COMMIT"
+            case .rollback: "ROLLBACK"
+            case .savepoint: "SAVEPOINT nested"
+            case .release: "RELEASE nested"
+            case .rollbackToSavepoint: "ROLLBACK TO nested"
+            }
+        }
+    }
     /// How many transactions are open: 1 for a plain one, more when savepoints nest inside it.
     private var depth = 0
 
@@ -139,13 +154,13 @@ package final class SQLiteDatabase {
     /// that groups several transactions into one (the page table's batches) can still undo the
     /// inner one alone. Prefer `transaction(_:)`.
     package func begin() throws(StateMachineError) {
-        try run(try transactionStatement(depth == 0 ? 0 : 3, depth == 0 ? "BEGIN" : "SAVEPOINT nested"), [])
+        try run(try transactionStatement(depth == 0 ? .begin : .savepoint), [])
         depth += 1
     }
     /// `COMMIT`, or the release of the innermost savepoint.
     package func commit() throws(StateMachineError) {
         guard depth > 0 else { throw StateMachineError(.sqlite, "COMMIT without a transaction", sqliteCode: SQLITE_MISUSE) }
-        try run(try transactionStatement(depth == 1 ? 1 : 4, depth == 1 ? "COMMIT" : "RELEASE nested"), [])
+        try run(try transactionStatement(depth == 1 ? .commit : .release), [])
         depth -= 1
     }
     /// `ROLLBACK` (or, nested, back to and out of the innermost savepoint); does nothing when no
@@ -157,19 +172,19 @@ package final class SQLiteDatabase {
             return
         }
         if depth > 1 {
-            try run(try transactionStatement(5, "ROLLBACK TO nested"), [])
-            try run(try transactionStatement(4, "RELEASE nested"), [])
+            try run(try transactionStatement(.rollbackToSavepoint), [])
+            try run(try transactionStatement(.release), [])
             depth -= 1
         } else {
-            try run(try transactionStatement(2, "ROLLBACK"), [])
+            try run(try transactionStatement(.rollback), [])
             depth = 0
         }
     }
 
-    private func transactionStatement(_ slot: Int, _ sql: String) throws(StateMachineError) -> SQLiteStatement {
-        if let statement = transactionStatements[slot] { return statement }
-        let statement = try prepare(sql)
-        transactionStatements[slot] = statement
+    private func transactionStatement(_ sql: TransactionSQL) throws(StateMachineError) -> SQLiteStatement {
+        if let statement = transactionStatements[sql.rawValue] { return statement }
+        let statement = try prepare(sql.text)
+        transactionStatements[sql.rawValue] = statement
         return statement
     }
 

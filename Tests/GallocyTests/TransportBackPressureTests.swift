@@ -69,10 +69,11 @@ struct TransportBackPressureTests {
         // Which one is refused is not fixed: accepted connections are set up on several event
         // loops, so the third to connect may be registered before the first.
         #expect(await transportWait { sockets.contains(where: \.isClosed) })
-        try await Task.sleep(for: .milliseconds(200))
+        // At most two of the three stay open.
         let closed = sockets.filter(\.isClosed).count
-        #expect(closed >= 1 && 3 - closed <= 2, "\(closed) of 3 closed")
-        // Every closed one was refused; the count may be higher: the listener's ephemeral port may
+        #expect(closed >= 1, "\(closed) of 3 closed")
+        // Every closed one was refused (counted before it is closed, so no wait is needed); the
+        // count may be higher: the listener's ephemeral port may
         // have been another member's a moment ago, and a peer of that member still dialing it is
         // refused too (seen in full runs), which can also take one of the two places.
         #expect(b.metrics().refusedConnections >= closed)

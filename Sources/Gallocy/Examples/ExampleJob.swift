@@ -23,6 +23,13 @@ package struct ExampleJob: Sendable {
     /// The most participants an example keeps per-member words for.
     package static let maxParticipants = 64
 
+    /// Throws unless the job has at most `maxParticipants` members (`example` names it).
+    package func requireAtMostMaxParticipants(_ example: String) throws(MemberError) {
+        guard participants <= Self.maxParticipants else {
+            throw MemberError(.invalidArgument, "the \(example) example runs on at most \(Self.maxParticipants) members")
+        }
+    }
+
     /// Runs `write` (plain stores into the heap), then `Member.barrier` with a generation; on
     /// `.unavailable` or `.timeout`, runs `write` again and arrives again. An arrival counts once
     /// per member and generation however often it is sent, and one for a generation that already

@@ -148,10 +148,7 @@ package enum JacobiExample {
 
     package static func run(_ job: ExampleJob, shape requested: Shape) async throws -> ExampleOutcome {
         let member = job.member
-        guard job.participants <= ExampleJob.maxParticipants else {
-            throw MemberError(
-                .invalidArgument, "the jacobi example runs on at most \(ExampleJob.maxParticipants) members")
-        }
+        try job.requireAtMostMaxParticipants("jacobi")
         let pageSize = Int(member.settings.pageSize)
         let (grid0, grid1, size) = layout(requested, pageSize: pageSize)
         let participants = job.participants

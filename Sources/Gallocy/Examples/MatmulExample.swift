@@ -151,10 +151,7 @@ package enum MatmulExample {
 
     package static func run(_ job: ExampleJob, shape requested: Shape) async throws -> ExampleOutcome {
         let member = job.member
-        guard job.participants <= ExampleJob.maxParticipants else {
-            throw MemberError(
-                .invalidArgument, "the matmul example runs on at most \(ExampleJob.maxParticipants) members")
-        }
+        try job.requireAtMostMaxParticipants("matmul")
         let pageSize = Int(member.settings.pageSize)
         if let problem = requested.problem(pageSize: pageSize) { throw MemberError(.invalidArgument, problem) }
         let (aOffset, bOffset, cOffset, size) = layout(requested, pageSize: pageSize)
